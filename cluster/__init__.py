@@ -1,0 +1,50 @@
+"""Getting a Dask ``Client``: a LocalCluster sized to the machine, or an existing scheduler.
+
+``connect(cfg)`` is the one way every entry point (CLI, notebooks, tests) gets a cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pagecat.config import Config
+from pagecat.errors import UsageError
+
+
+def local_cluster_size(n_workers: int | None, threads_per_worker: int) -> int:
+    """Workers for a LocalCluster: one per core not shared by threads, at least one."""
+    if n_workers:
+        return n_workers
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // max(1, threads_per_worker))
+
+
+def connect(cfg: Config, *, quiet: bool = False):
+    """A ``distributed.Client`` for ``cfg.cluster``; prints the dashboard address.
+
+    Raises UsageError (exit 2) when a named scheduler cannot be reached.
+    """
+    import dask
+    from distributed import Client, LocalCluster
+
+    c = cfg.cluster
+    # Parts are whole files: let a slow part run without the scheduler stealing or killing it.
+    dask.config.set({"distributed.scheduler.work-stealing": False,
+                     "distributed.worker.daemon": False,
+                     "distributed.admin.system-monitor.gil.enabled": False})
+    if c.scheduler:
+        try:
+            client = Client(c.scheduler, timeout=c.connect_timeout)
+        except (OSError, TimeoutError) as e:
+            raise UsageError(f"cluster.scheduler {c.scheduler}: cannot connect ({type(e).__name__}); "
+                             "start the scheduler or fix the address") from None
+    else:
+        cluster = LocalCluster(n_workers=local_cluster_size(c.n_workers, c.threads_per_worker),
+                               threads_per_worker=c.threads_per_worker, memory_limit=c.memory_limit,
+                               dashboard_address=c.dashboard_address, processes=True)
+        client = Client(cluster)
+    if not quiet:
+        workers = len(client.scheduler_info().get("workers", {}))
+        print(f"dask: {workers} workers, dashboard {client.dashboard_link}", file=sys.stderr)
+    return client

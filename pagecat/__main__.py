@@ -1,0 +1,3 @@
+from pagecat.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,266 @@
+"""The config schema: one YAML file, every field with a default.
+
+The schema is the dataclasses below. ``load_config`` validates a YAML mapping against them:
+unknown keys are errors that suggest the nearest valid key, wrong types name the field and
+the expected type. ``Config.section_hash`` gives the hash a stage's manifest records, so a
+changed setting re-runs exactly the stages it touches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from pagecat.errors import UsageError
+
+DEFAULT_LINK_PRIORITIES = [
+    "about", "story", "what we do", "capabilities", "services", "products", "amenities", "overview",
+]
+
+
+@dataclass
+class RunSettings:
+    dir: str = "runs/default"  # the run directory: any fsspec path
+
+
+@dataclass
+class ClusterSettings:
+    scheduler: Optional[str] = None  # tcp://host:port of a running scheduler; None starts a LocalCluster
+    n_workers: Optional[int] = None  # LocalCluster workers; None sizes to the machine
+    threads_per_worker: int = 1
+    memory_limit: str = "auto"
+    dashboard_address: str = ":8787"
+    connect_timeout: float = 10.0  # seconds to wait for a scheduler
+
+
+@dataclass
+class CrawlSettings:
+    seeds: Optional[str] = None  # CSV or Parquet with url_id, url, optional name, label
+    urls: list[str] = field(default_factory=list)  # or a plain list of URLs
+    max_depth: int = 1
+    max_pages_per_site: int = 10
+    link_priorities: list[str] = field(default_factory=lambda: list(DEFAULT_LINK_PRIORITIES))
+    concurrency: int = 64  # requests in flight per worker
+    per_host_concurrency: int = 8
+    delay: float = 0.0  # seconds between requests to one host
+    timeout_connect: float = 10.0
+    timeout_read: float = 20.0
+    timeout_total: float = 30.0
+    max_bytes: int = 5_000_000  # the rest of a body is dropped and the page marked truncated
+    retries: int = 2
+    backoff: float = 0.5  # first retry delay in seconds, doubled each time
+    max_redirects: int = 5
+    user_agent: str = "pagecat/0.1 (+https://pypi.org/project/pagecat/)"
+    headers: dict[str, str] = field(default_factory=dict)
+    proxy: Optional[str] = None  # http://host:port; with a proxy the crawler resolves no target host
+    obey_robots: bool = True
+    allow_private: bool = False  # allow targets on loopback/private/link-local addresses
+    shards: int = 0  # 0: one per worker
+
+
+@dataclass
+class ParseSettings:
+    inputs: list[str] = field(default_factory=list)  # WARC files, html folders, CSV/JSONL/Parquet; [] = crawl output
+    min_words: int = 5  # pages with fewer main-text words are rejected
+    text_column: str = "text"  # for tables
+    html_column: str = "html"  # for tables
+    url_column: str = "url"  # for tables
+    batch_rows: int = 2000  # rows per written batch: bounds memory per worker
+
+
+@dataclass
+class DedupSettings:
+    exact: bool = True  # drop pages whose normalised text hash was seen before
+
+
+@dataclass
+class LabelSettings:
+    unit: str = "page"  # entry | page | site
+    labels: Optional[str] = None  # CSV/Parquet with the join key and a label column
+    join_on: str = "url"  # url | url_id | domain
+    label_column: str = "label"
+    group_column: Optional[str] = None  # a labels-file column carried into docs (e.g. university)
+    holdout_column: Optional[str] = None  # docs whose column equals holdout_value are kept untagged
+    holdout_value: Optional[str] = None
+    classes: list[str] = field(default_factory=list)  # [] = every label seen
+
+
+@dataclass
+class TfidfSettings:
+    n_features: int = 2**18
+    ngram_max: int = 2
+    min_df: int = 2
+    sublinear_tf: bool = True
+
+
+@dataclass
+class FeatureSettings:
+    tfidf: TfidfSettings = field(default_factory=TfidfSettings)
+
+
+@dataclass
+class XGBoostSettings:
+    n_estimators: int = 300
+    max_depth: int = 6
+    learning_rate: float = 0.1
+    early_stopping_rounds: int = 20
+
+
+@dataclass
+class TrainSettings:
+    models: list[str] = field(default_factory=lambda: ["xgboost", "linear"])
+    test_size: float = 0.2
+    seed: int = 0
+    xgboost: XGBoostSettings = field(default_factory=XGBoostSettings)
+
+
+@dataclass
+class PredictSettings:
+    model: str = "best"  # a model name, or best (highest macro-F1)
+
+
+@dataclass
+class ReportSettings:
+    title: str = "pagecat report"
+
+
+@dataclass
+class Config:
+    run: RunSettings = field(default_factory=RunSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    crawl: CrawlSettings = field(default_factory=CrawlSettings)
+    parse: ParseSettings = field(default_factory=ParseSettings)
+    dedup: DedupSettings = field(default_factory=DedupSettings)
+    label: LabelSettings = field(default_factory=LabelSettings)
+    features: FeatureSettings = field(default_factory=FeatureSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    predict: PredictSettings = field(default_factory=PredictSettings)
+    report: ReportSettings = field(default_factory=ReportSettings)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def section_hash(self, *sections: str) -> str:
+        """sha256 of the named sections, the identity a stage's manifest records."""
+        blob = json.dumps({s: dataclasses.asdict(getattr(self, s)) for s in sections}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+CHOICES = {
+    "label.unit": ("entry", "page", "site"),
+    "label.join_on": ("url", "url_id", "domain"),
+}
+MODEL_NAMES = ("xgboost", "linear")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted where floats are."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, where)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise UsageError(f"config field {where}: expected a list, got {value!r}")
+        (inner,) = typing.get_args(tp)
+        return [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UsageError(f"config field {where}: expected a mapping, got {value!r}")
+        return {str(k): str(v) for k, v in value.items()}
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, bool) or not isinstance(value, tp):
+        raise UsageError(f"config field {where}: expected {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UsageError(f"config field {where or '(top level)'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            near = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
+            hint = f"; did you mean {where + '.' if where else ''}{near[0]}?" if near else (
+                f"; valid keys: {', '.join(names)}")
+            raise UsageError(f"config field {path}: unknown key{hint}")
+        kwargs[key] = _coerce(value, hints[key], path)
+        if path in CHOICES and kwargs[key] not in CHOICES[path]:
+            raise UsageError(f"config field {path}: {kwargs[key]!r} is not one of {', '.join(CHOICES[path])}")
+    return cls(**kwargs)
+
+
+def _check_values(cfg: Config) -> None:
+    if not 0 < cfg.train.test_size < 1:
+        raise UsageError(f"config field train.test_size: must be between 0 and 1, got {cfg.train.test_size}")
+    for name in cfg.train.models:
+        if name not in MODEL_NAMES:
+            near = difflib.get_close_matches(name, MODEL_NAMES, n=1)
+            hint = f"; did you mean {near[0]}?" if near else f"; choose from {', '.join(MODEL_NAMES)}"
+            raise UsageError(f"config field train.models: unknown model {name!r}{hint}")
+    if not cfg.train.models:
+        raise UsageError("config field train.models: name at least one model")
+    for key in ("max_depth", "max_pages_per_site", "concurrency", "per_host_concurrency", "retries"):
+        if getattr(cfg.crawl, key) < (0 if key in ("max_depth", "retries") else 1):
+            raise UsageError(f"config field crawl.{key}: must be positive, got {getattr(cfg.crawl, key)}")
+    if (cfg.label.holdout_column is None) != (cfg.label.holdout_value is None):
+        raise UsageError("config fields label.holdout_column and label.holdout_value: set both or neither")
+
+
+def config_from_dict(data: Any) -> Config:
+    cfg = _build(Config, data, "")
+    _check_values(cfg)
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:
+    """Read and validate a YAML config; ``overrides`` ({"section": {"key": value}}) win.
+
+    Raises UsageError with one line naming the file or field and the fix.
+    """
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise UsageError(f"config file {path}: not found; pass an existing YAML file")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise UsageError(f"config file {path}: not valid YAML{at}; fix the syntax there") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"config file {path}: expected a mapping of sections (run:, crawl:, ...)")
+    for section, values in (overrides or {}).items():
+        data.setdefault(section, {})
+        if data[section] is None:
+            data[section] = {}
+        data[section].update(values)
+    return config_from_dict(data)

@@ -1,0 +1,186 @@
+"""The run directory, stage manifests and atomic part writes, all through fsspec.
+
+A run directory holds every dataset of one pipeline run::
+
+    <run>/raw/            crawl WARC files          <run>/crawl_log/   crawl log parts
+    <run>/pages/          parsed pages              <run>/rejects/<stage>/
+    <run>/dedup/pages/    deduplicated pages        <run>/duplicates/
+    <run>/docs/v1/        labelled docs             <run>/features/tfidf/
+    <run>/models/<name>/  model + card              <run>/predictions/
+    <run>/manifests/<stage>.json                    <run>/report.html
+
+Parts are written to ``<name>.tmp-<random>`` and renamed when complete, so a reader (or a
+resumed stage) never sees half a part.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import pagecat
+
+
+class RunDir:
+    """A run directory on any fsspec filesystem. Picklable: workers rebuild the filesystem."""
+
+    def __init__(self, root: str):
+        self.root = str(root).rstrip("/")
+        self.fs, self._root_path = fsspec.core.url_to_fs(self.root)
+
+    def __reduce__(self):
+        return (RunDir, (self.root,))
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self._root_path, *parts])
+
+    def url(self, *parts: str) -> str:
+        """The path with its protocol, for printing and for other libraries."""
+        p = self.path(*parts)
+        proto = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        return p if proto in ("file", "local") else f"{proto}://{p}"
+
+    def exists(self, *parts: str) -> bool:
+        return self.fs.exists(self.path(*parts))
+
+    def makedirs(self, *parts: str) -> str:
+        p = self.path(*parts)
+        self.fs.makedirs(p, exist_ok=True)
+        return p
+
+    def remove(self, *parts: str) -> None:
+        p = self.path(*parts)
+        if self.fs.exists(p):
+            self.fs.rm(p, recursive=True)
+
+    def list_files(self, *parts: str, suffix: str = "") -> list[str]:
+        """Complete files under a folder (temporary parts excluded), sorted."""
+        p = self.path(*parts)
+        if not self.fs.exists(p):
+            return []
+        found = self.fs.find(p)
+        return sorted(f for f in found if f.endswith(suffix) and ".tmp-" not in f.rsplit("/", 1)[-1])
+
+    # -- atomic writes -------------------------------------------------------------------
+    def write_bytes_atomic(self, path: str, data: bytes) -> None:
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        with self.fs.open(tmp, "wb") as f:
+            f.write(data)
+        self.fs.mv(tmp, path)
+
+    def write_json(self, path: str, obj: Any) -> None:
+        self.write_bytes_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=str).encode())
+
+    def read_json(self, path: str) -> Any:
+        with self.fs.open(path, "rb") as f:
+            return json.loads(f.read())
+
+    def write_table(self, path: str, table: pa.Table) -> None:
+        """Write a Parquet part (zstd) atomically."""
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd", row_group_size=50_000)
+        self.write_bytes_atomic(path, buf.getvalue())
+
+    def read_part(self, path: str, columns: list[str] | None = None) -> pa.Table:
+        """Read one Parquet part (a path as ``list_files`` gives it)."""
+        with self.fs.open(path, "rb") as fh:
+            return pq.read_table(fh, columns=columns)
+
+    def read_dataset(self, *folder: str, columns: list[str] | None = None,
+                     schema: pa.Schema | None = None) -> pa.Table:
+        """All complete parts of a dataset folder as one table (for small datasets and tests).
+
+        An empty folder gives an empty table of ``schema``.
+        """
+        tables = [self.read_part(f, columns) for f in self.list_files(*folder, suffix=".parquet")]
+        if not tables:
+            if schema is None:
+                raise FileNotFoundError(f"no Parquet parts in {self.url(*folder)}")
+            s = schema if columns is None else pa.schema([schema.field(c) for c in columns])
+            return s.empty_table()
+        return pa.concat_tables(tables, promote_options="default")
+
+
+def versions() -> dict[str, str]:
+    """Versions recorded in every manifest, so a result can be traced to its software."""
+    import importlib.metadata as md
+
+    out = {"pagecat": pagecat.__version__, "python": platform.python_version()}
+    for name in ("dask", "distributed", "pyarrow", "lxml", "aiohttp", "scikit-learn", "xgboost"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+@dataclass
+class Manifest:
+    """``manifests/<stage>.json``: what a stage read, wrote and counted, and the parts done."""
+
+    stage: str
+    config_hash: str = ""
+    input_fingerprint: str = ""
+    status: str = "new"  # new | running | complete
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    parts: dict[str, dict] = field(default_factory=dict)  # part id -> its counts and seconds
+    counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    started_at: str = ""
+    finished_at: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @staticmethod
+    def path(run: RunDir, stage: str) -> str:
+        return run.path("manifests", f"{stage}.json")
+
+    @classmethod
+    def load(cls, run: RunDir, stage: str) -> "Manifest":
+        p = cls.path(run, stage)
+        if not run.fs.exists(p):
+            return cls(stage=stage)
+        data = run.read_json(p)
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+    def save(self, run: RunDir) -> None:
+        run.write_json(self.path(run, self.stage), self.__dict__)
+
+    @property
+    def output_fingerprint(self) -> str:
+        """What a downstream stage records as its input: changes whenever this stage re-runs."""
+        return f"{self.stage}:{self.config_hash}:{self.input_fingerprint}:{self.finished_at}"
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def file_fingerprint(path: str) -> str:
+    """path + size + modification time of an input file (or every file under a folder)."""
+    fs, p = fsspec.core.url_to_fs(path)
+    if not fs.exists(p):
+        return f"{path}:missing"
+    files = fs.find(p) if fs.isdir(p) else [p]
+    parts = []
+    for f in sorted(files):
+        info = fs.info(f)
+        parts.append(f"{f}:{info.get('size')}:{info.get('mtime', info.get('LastModified', ''))}")
+    return "|".join(parts)
+
+
+def local_path_exists(path: str) -> bool:
+    """True for a remote URL (checked when read) or an existing local path."""
+    return "://" in path and not path.startswith("file://") or os.path.exists(path.removeprefix("file://"))
