@@ -153,10 +153,20 @@ class Config:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def section_hash(self, *sections: str) -> str:
-        """sha256 of the named sections, the identity a stage's manifest records."""
-        blob = json.dumps({s: dataclasses.asdict(getattr(self, s)) for s in sections}, sort_keys=True)
+        """sha256 of the named sections, the identity a stage's manifest records.
+
+        Fields in ``UNHASHED`` change how work is done, not what it produces, so changing
+        them (a new proxy port, say) does not re-run a stage.
+        """
+        data = {s: dataclasses.asdict(getattr(self, s)) for s in sections}
+        for dotted in UNHASHED:
+            section, key = dotted.split(".")
+            data.get(section, {}).pop(key, None)
+        blob = json.dumps(data, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
+
+UNHASHED = ("crawl.proxy",)
 
 CHOICES = {
     "label.unit": ("entry", "page", "site"),
@@ -240,27 +250,38 @@ def config_from_dict(data: Any) -> Config:
     return cfg
 
 
-def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:
-    """Read and validate a YAML config; ``overrides`` ({"section": {"key": value}}) win.
+def read_config_file(path: str | Path) -> dict:
+    """The raw mapping in a YAML config file; UsageError for a missing or malformed file."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"config file {path}: not found; pass an existing YAML file")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UsageError(f"config file {path}: not valid YAML{at}; fix the syntax there") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"config file {path}: expected a mapping of sections (run:, crawl:, ...)")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None,
+                defaults: dict | None = None) -> Config:
+    """Read and validate a YAML config. Precedence: ``overrides`` > the file > ``defaults``
+    (nested mappings, e.g. {"crawl": {"max_depth": 2}}) > the schema's defaults.
 
     Raises UsageError with one line naming the file or field and the fix.
     """
-    data: dict = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise UsageError(f"config file {path}: not found; pass an existing YAML file")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise UsageError(f"config file {path}: not valid YAML{at}; fix the syntax there") from None
-        if not isinstance(data, dict):
-            raise UsageError(f"config file {path}: expected a mapping of sections (run:, crawl:, ...)")
-    for section, values in (overrides or {}).items():
-        data.setdefault(section, {})
-        if data[section] is None:
-            data[section] = {}
-        data[section].update(values)
-    return config_from_dict(data)
+    data = deep_merge(defaults or {}, read_config_file(path) if path is not None else {})
+    return config_from_dict(deep_merge(data, overrides or {}))
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,11 +121,16 @@ def execute(stage: Stage, cfg: Config, run: RunDir, client: Client, *, force: bo
     m.save(run)
 
     t0 = time.perf_counter()
-    parts = stage.plan(cfg, run)
+    try:
+        parts = stage.plan(cfg, run)
+    except (UsageError, StageError):
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise StageError(stage.name, f"planning: {type(e).__name__}: {e}") from e
     todo = [p for p in parts if p.id not in m.parts]
     if len(todo) < len(parts):
         print(f"[{stage.name}] resuming: {len(parts) - len(todo)} of {len(parts)} parts already done")
-    token = f"{config_hash}-{fingerprint}"
+    token = f"{config_hash}-{uuid.uuid4().hex[:8]}"
     futures = {
         client.submit(stage.run_part, p, cfg, run, key=f"{stage.name}-{p.id}-{token}", pure=False,
                       resources=stage.resources, retries=0): p
@@ -132,23 +138,33 @@ def execute(stage: Stage, cfg: Config, run: RunDir, client: Client, *, force: bo
     }
     bar = tqdm(total=len(parts), initial=len(parts) - len(todo), desc=stage.name, unit="part",
                disable=not progress, leave=False)
+    failed: list[tuple[str, BaseException]] = []
     try:
+        # Every part that succeeds is recorded, even after another failed: a re-run redoes only
+        # the failed ones.
         for fut in as_completed(futures):
             part = futures[fut]
-            try:
-                counts = fut.result()
-            except Exception as e:  # noqa: BLE001 - the stage reports the cause, the CLI exits 1
-                for other in futures:
-                    other.cancel()
+            if fut.status == "error":
+                failed.append((part.id, fut.exception()))
+            else:
+                m.parts[part.id] = fut.result()
                 m.save(run)
-                raise StageError(stage.name, f"part {part.id}: {type(e).__name__}: {e}") from e
-            m.parts[part.id] = counts
-            m.save(run)
             bar.update(1)
     finally:
         bar.close()
+        futures.clear()
+    if failed:
+        first_id, err = failed[0]
+        more = f" (and {len(failed) - 1} more parts)" if len(failed) > 1 else ""
+        raise StageError(stage.name, f"part {first_id}: {type(err).__name__}: {err}{more}; "
+                         f"{len(m.parts)} of {len(parts)} parts done, run again to resume")
     m.counts = _sum_counts(m.parts)
-    m.extra = stage.finish(cfg, run, client, m) or {}
+    try:
+        m.extra = stage.finish(cfg, run, client, m) or {}
+    except (UsageError, StageError):
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise StageError(stage.name, f"finishing: {type(e).__name__}: {e}") from e
     m.seconds = round(time.perf_counter() - t0, 3)
     m.status, m.finished_at = "complete", now_iso()
     m.save(run)

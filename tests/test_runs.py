@@ -1,0 +1,111 @@
+"""The run directory, manifests and the stage runner: skip, resume, atomic parts, failures."""
+
+import os
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from pagecat.config import load_config
+from pagecat.errors import StageError, UsageError
+from pagecat.runs import Manifest, RunDir
+from pagecat.stage import Part, Stage, execute
+
+SQUARES = pa.schema([("n", pa.int64()), ("square", pa.int64())])
+
+
+class SquaresStage(Stage):
+    """A small real stage: part k writes the squares of its numbers. Every execution leaves a
+    file in ``<run>/executions/`` so the tests can count what actually ran; a part whose id is
+    named in ``<run>/fail_on`` raises, standing in for a worker failing mid-stage."""
+
+    name = "squares"
+    sections = ("train",)
+    outputs = ("squares",)
+    unit = "numbers"
+
+    def plan(self, cfg, run):
+        return [Part(id=f"part-{k:05d}", args={"numbers": list(range(k * 10, k * 10 + 10))}) for k in range(5)]
+
+    @staticmethod
+    def run_part(part, cfg, run):
+        run.write_bytes_atomic(run.path("executions", f"{part.id}-{uuid.uuid4().hex}"), b"")
+        fail = run.path("fail_on")
+        if run.fs.exists(fail) and part.id in run.fs.cat(fail).decode():
+            raise RuntimeError("worker lost its disk")
+        nums = part.args["numbers"]
+        run.write_table(run.path("squares", f"{part.id}.parquet"),
+                        pa.table({"n": nums, "square": [n * n for n in nums]}, schema=SQUARES))
+        return {"in": len(nums), "out": len(nums), "rejected": 0, "dropped": 0}
+
+
+def executions(run: RunDir) -> list[str]:
+    return sorted(p.rsplit("/", 1)[-1].rsplit("-", 1)[0] for p in run.list_files("executions"))
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path):
+    run = RunDir(str(tmp_path))
+    run.write_bytes_atomic(run.path("a", "b.bin"), b"x" * 10)
+    assert (tmp_path / "a" / "b.bin").read_bytes() == b"x" * 10
+    assert os.listdir(tmp_path / "a") == ["b.bin"]
+    # a temporary part left by a killed writer is never listed as a part
+    (tmp_path / "a" / "c.parquet.tmp-1234").write_bytes(b"half")
+    assert run.list_files("a") == [run.path("a", "b.bin")]
+
+
+def test_manifest_round_trip(tmp_path):
+    run = RunDir(str(tmp_path))
+    m = Manifest(stage="parse", config_hash="abc", parts={"part-00000": {"in": 3}}, counts={"in": 3})
+    m.save(run)
+    again = Manifest.load(run, "parse")
+    assert again == m
+    assert Manifest.load(run, "crawl").status == "new"
+
+
+def test_stage_runs_then_skips_when_unchanged(tmp_path, client, capsys):
+    run, cfg = RunDir(str(tmp_path)), load_config()
+    m = execute(SquaresStage(), cfg, run, client, progress=False)
+    assert m.status == "complete" and m.counts == {"in": 50, "out": 50, "rejected": 0, "dropped": 0}
+    assert len(run.read_dataset("squares")) == 50
+    assert "[squares] in=50 out=50 rejected=0 dropped=0" in capsys.readouterr().out
+    execute(SquaresStage(), cfg, run, client, progress=False)
+    assert "skipped" in capsys.readouterr().out
+    assert len(executions(run)) == 5
+    # a changed setting in one of the stage's sections re-runs it from scratch
+    execute(SquaresStage(), load_config(overrides={"train": {"seed": 1}}), run, client, progress=False)
+    assert len(executions(run)) == 10
+    assert len(run.read_dataset("squares")) == 50
+
+
+def test_interrupted_stage_resumes_at_the_parts_not_done(tmp_path, client):
+    run, cfg = RunDir(str(tmp_path)), load_config()
+    (tmp_path / "fail_on").write_text("part-00003")
+    with pytest.raises(StageError, match="stage squares failed: part part-00003: RuntimeError: worker lost.*4 of 5"):
+        execute(SquaresStage(), cfg, run, client, progress=False)
+    m = Manifest.load(run, "squares")
+    assert m.status == "running" and sorted(m.parts) == ["part-00000", "part-00001", "part-00002", "part-00004"]
+    first = executions(run)
+    (tmp_path / "fail_on").unlink()
+    m = execute(SquaresStage(), cfg, run, client, progress=False)
+    assert m.status == "complete" and m.counts["out"] == 50
+    # parts completed before the failure were not run again; the failed one ran again
+    assert executions(run) == sorted(first + ["part-00003"])
+    assert sorted(run.read_dataset("squares")["n"].to_pylist()) == list(range(50))  # nothing lost or twice
+
+
+def test_upstream_must_be_complete(tmp_path, client):
+    class Downstream(SquaresStage):
+        name = "downstream"
+        upstream = ("squares",)
+
+    with pytest.raises(UsageError, match="needs stage squares first"):
+        execute(Downstream(), load_config(), RunDir(str(tmp_path)), client, progress=False)
+
+
+def test_run_dir_through_fsspec_memory_filesystem():
+    run = RunDir(f"memory://pagecat-{uuid.uuid4().hex}")
+    run.write_table(run.path("t", "part-0.parquet"), pa.table({"n": [1, 2]}, schema=pa.schema([("n", pa.int64())])))
+    assert run.read_dataset("t")["n"].to_pylist() == [1, 2]
+    assert run.url("t").startswith("memory://")
+    assert Path(run.path("t")).name == "t"
