@@ -25,12 +25,11 @@ from pagecat.stages import STAGE_ORDER, get_stage
 def stages_for(cfg: Config, start: str | None = None, stop: str | None = None) -> list[str]:
     """The stages ``run`` executes: crawl only when there are seeds to crawl."""
     names = list(STAGE_ORDER)
-    has_seeds = bool(cfg.crawl.seeds or cfg.crawl.urls)
-    if not has_seeds:
-        if not cfg.parse.inputs:
+    if not (cfg.crawl.seeds or cfg.crawl.urls):
+        names.remove("crawl")
+        if not cfg.parse.inputs and start in (None, "crawl", "parse"):
             raise UsageError("nothing to run: set crawl.seeds (or crawl.urls) to crawl, or parse.inputs to parse "
                              "existing WARC/HTML/table files")
-        names.remove("crawl")
     for which, name in (("--from", start), ("--to", stop)):
         if name is not None and name not in names:
             raise UsageError(f"{which} {name}: not a stage of this run; choose from {', '.join(names)}")
