@@ -1,0 +1,16 @@
+"""The crawler: seeds -> WARC + crawl log, politely (robots.txt, per-host limits, backoff).
+
+Modules, each usable alone:
+
+- ``urls``: canonical URLs, registered domain (site);
+- ``links``: link extraction and ranking (what a page means to the crawl);
+- ``robots``: robots.txt cache;
+- ``politeness``: ``HostGate`` (per-origin concurrency, delay, Retry-After pauses);
+- ``safety``: refusing loopback/private targets (``SafeResolver``);
+- ``fetch``: ``Fetcher``, one URL with robots, politeness, retries, redirects and safety;
+- ``engine``: ``ShardCrawler`` / ``crawl_shard``, the sites of one shard, breadth first;
+- ``warc``: ``WarcShardWriter``;
+- ``seeds``: reading and sharding seeds;
+- ``stage``: ``CrawlStage``, the pipeline stage;
+- ``replay``: ``ReplayProxy``, archived pages served as an HTTP proxy (demo, tests).
+"""
