@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import os
-import sys
 
 from pagecat.config import Config
 from pagecat.errors import UsageError
@@ -46,5 +45,5 @@ def connect(cfg: Config, *, quiet: bool = False):
         client = Client(cluster)
     if not quiet:
         workers = len(client.scheduler_info().get("workers", {}))
-        print(f"dask: {workers} workers, dashboard {client.dashboard_link}", file=sys.stderr)
+        print(f"dask: {workers} workers, dashboard {client.dashboard_link}")
     return client

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pagecat: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001 - a failure while working: exit 1 with the cause
+    except Exception as e:
         if os.environ.get("PAGECAT_TRACEBACK"):
             raise
         print(f"pagecat: {args.command} failed: {type(e).__name__}: {e} "

@@ -16,7 +16,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
@@ -34,8 +34,8 @@ class RunSettings:
 
 @dataclass
 class ClusterSettings:
-    scheduler: Optional[str] = None  # tcp://host:port of a running scheduler; None starts a LocalCluster
-    n_workers: Optional[int] = None  # LocalCluster workers; None sizes to the machine
+    scheduler: str | None = None  # tcp://host:port of a running scheduler; None starts a LocalCluster
+    n_workers: int | None = None  # LocalCluster workers; None sizes to the machine
     threads_per_worker: int = 1
     memory_limit: str = "auto"
     dashboard_address: str = ":8787"
@@ -44,7 +44,7 @@ class ClusterSettings:
 
 @dataclass
 class CrawlSettings:
-    seeds: Optional[str] = None  # CSV or Parquet with url_id, url, optional name, label
+    seeds: str | None = None  # CSV or Parquet with url_id, url, optional name, label
     urls: list[str] = field(default_factory=list)  # or a plain list of URLs
     max_depth: int = 1
     max_pages_per_site: int = 10
@@ -58,13 +58,14 @@ class CrawlSettings:
     max_bytes: int = 5_000_000  # the rest of a body is dropped and the page marked truncated
     retries: int = 2
     backoff: float = 0.5  # first retry delay in seconds, doubled each time
+    max_retry_after: float = 60.0  # a longer Retry-After (429/5xx) fails the URL instead of waiting
     max_redirects: int = 5
     user_agent: str = "pagecat/0.1 (+https://pypi.org/project/pagecat/)"
     headers: dict[str, str] = field(default_factory=dict)
-    proxy: Optional[str] = None  # http://host:port; with a proxy the crawler resolves no target host
+    proxy: str | None = None  # http://host:port; with a proxy the crawler resolves no target host
     obey_robots: bool = True
     allow_private: bool = False  # allow targets on loopback/private/link-local addresses
-    shards: int = 0  # 0: one per worker
+    shards: int = 0  # parts, seeds grouped by registered domain; 0: one per domain, at most 16
 
 
 @dataclass
@@ -85,12 +86,12 @@ class DedupSettings:
 @dataclass
 class LabelSettings:
     unit: str = "page"  # entry | page | site
-    labels: Optional[str] = None  # CSV/Parquet with the join key and a label column
+    labels: str | None = None  # CSV/Parquet with the join key and a label column
     join_on: str = "url"  # url | url_id | domain
     label_column: str = "label"
-    group_column: Optional[str] = None  # a labels-file column carried into docs (e.g. university)
-    holdout_column: Optional[str] = None  # docs whose column equals holdout_value are kept untagged
-    holdout_value: Optional[str] = None
+    group_column: str | None = None  # a labels-file column carried into docs (e.g. university)
+    holdout_column: str | None = None  # docs whose column equals holdout_value are kept untagged
+    holdout_value: str | None = None
     classes: list[str] = field(default_factory=list)  # [] = every label seen
 
 
@@ -113,6 +114,13 @@ class XGBoostSettings:
     max_depth: int = 6
     learning_rate: float = 0.1
     early_stopping_rounds: int = 20
+    max_features: int = 20000  # TF-IDF columns kept for the trees (best chi2): tree cost grows with columns
+
+
+@dataclass
+class LinearSettings:
+    c_grid: list[float] = field(default_factory=lambda: [1.0, 10.0, 100.0])  # C picked on the validation split
+    max_iter: int = 1000
 
 
 @dataclass
@@ -120,7 +128,9 @@ class TrainSettings:
     models: list[str] = field(default_factory=lambda: ["xgboost", "linear"])
     test_size: float = 0.2
     seed: int = 0
+    validation_size: float = 0.1  # share of the train split held out for early stopping and tuning C
     xgboost: XGBoostSettings = field(default_factory=XGBoostSettings)
+    linear: LinearSettings = field(default_factory=LinearSettings)
 
 
 @dataclass

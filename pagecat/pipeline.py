@@ -18,7 +18,7 @@ import time
 from pagecat.config import Config
 from pagecat.errors import UsageError
 from pagecat.runs import Manifest, RunDir
-from pagecat.stage import execute
+from pagecat.stage import check_upstream, execute
 from pagecat.stages import STAGE_ORDER, get_stage
 
 
@@ -55,7 +55,7 @@ class Pipeline:
             self._client = connect(self.cfg)
         return self._client
 
-    def __enter__(self) -> "Pipeline":
+    def __enter__(self) -> Pipeline:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -73,7 +73,9 @@ class Pipeline:
         if name not in STAGE_ORDER:
             raise UsageError(f"unknown stage {name!r}; choose from {', '.join(STAGE_ORDER)}")
         stage = get_stage(name)
-        stage.check(self.cfg, self.run_dir)  # bad config or inputs fail before a cluster starts
+        # bad config, inputs or a missing upstream stage fail before a cluster starts
+        stage.check(self.cfg, self.run_dir)
+        check_upstream(stage, self.cfg, self.run_dir)
         return execute(stage, self.cfg, self.run_dir, self.client, force=force)
 
     def run(self, start: str | None = None, stop: str | None = None, *, force: bool = False) -> dict:

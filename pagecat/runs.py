@@ -148,7 +148,7 @@ class Manifest:
         return run.path("manifests", f"{stage}.json")
 
     @classmethod
-    def load(cls, run: RunDir, stage: str) -> "Manifest":
+    def load(cls, run: RunDir, stage: str) -> Manifest:
         p = cls.path(run, stage)
         if not run.fs.exists(p):
             return cls(stage=stage)

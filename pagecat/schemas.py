@@ -6,6 +6,7 @@ first, so a reader can trust the column names and types whatever wrote them.
 
 import pyarrow as pa
 
+# One row per (seed, URL) the crawl met, with exactly one final outcome; a URL is fetched once.
 CRAWL_LOG = pa.schema([
     ("seed_id", pa.string()),          # the seed this URL was reached from
     ("url", pa.string()),              # canonical URL
@@ -51,6 +52,14 @@ REJECTS = pa.schema([
 DUPLICATES = pa.schema([
     ("page_id", pa.string()),          # the dropped page
     ("url", pa.string()),
+    ("kept_id", pa.string()),          # the page kept in its place
+    ("kind", pa.string()),             # exact | url | near
+    ("similarity", pa.float32()),
+])
+
+# dedup/_decisions/<part id>: the pages rows dedup's plan decided that part drops.
+DEDUP_DECISIONS = pa.schema([
+    ("row", pa.int64()),               # row of the page in its pages part
     ("kept_id", pa.string()),          # the page kept in its place
     ("kind", pa.string()),             # exact | url | near
     ("similarity", pa.float32()),

@@ -68,12 +68,20 @@ class Stage:
         return {}
 
 
-def _fingerprint(stage: Stage, cfg: Config, run: RunDir) -> tuple[str, list[str]]:
-    inputs, marks = [], []
+def check_upstream(stage: Stage, cfg: Config, run: RunDir) -> dict[str, Manifest]:
+    """The manifests of the stages ``stage`` reads; UsageError when one has not completed."""
+    out = {}
     for up in stage.upstream_stages(cfg):
         m = Manifest.load(run, up)
         if m.status != "complete":
             raise UsageError(f"stage {stage.name} needs stage {up} first; run `pagecat {up}` (or `pagecat run`)")
+        out[up] = m
+    return out
+
+
+def _fingerprint(stage: Stage, cfg: Config, run: RunDir) -> tuple[str, list[str]]:
+    inputs, marks = [], []
+    for up, m in check_upstream(stage, cfg, run).items():
         inputs.append(f"stage:{up}")
         marks.append(m.output_fingerprint)
     for path in stage.external_inputs(cfg, run):
@@ -125,7 +133,7 @@ def execute(stage: Stage, cfg: Config, run: RunDir, client: Client, *, force: bo
         parts = stage.plan(cfg, run)
     except (UsageError, StageError):
         raise
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise StageError(stage.name, f"planning: {type(e).__name__}: {e}") from e
     todo = [p for p in parts if p.id not in m.parts]
     if len(todo) < len(parts):
@@ -163,7 +171,7 @@ def execute(stage: Stage, cfg: Config, run: RunDir, client: Client, *, force: bo
         m.extra = stage.finish(cfg, run, client, m) or {}
     except (UsageError, StageError):
         raise
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise StageError(stage.name, f"finishing: {type(e).__name__}: {e}") from e
     m.seconds = round(time.perf_counter() - t0, 3)
     m.status, m.finished_at = "complete", now_iso()

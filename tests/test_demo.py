@@ -36,12 +36,13 @@ def check_run(run_dir: Path) -> None:
         c = m.counts
         assert c["in"] == c["out"] + c.get("rejected", 0) + c.get("dropped", 0), (name, c)
 
-    log = run.read_dataset("crawl_log")
-    urls = log["url"].to_pylist()
-    assert len(urls) == len(set(urls)), "a URL has more than one final outcome"
-    assert set(log["outcome"].to_pylist()) <= {"fetched", "failed", "skipped", "filtered"}
-    fetched = sum(1 for o in log["outcome"].to_pylist() if o == "fetched")
-    assert manifests["parse"].counts["in"] == fetched
+    log = run.read_dataset("crawl_log").to_pylist()
+    keys = [(r["seed_id"], r["url"]) for r in log]
+    assert len(keys) == len(set(keys)), "a URL has more than one final outcome for its site"
+    assert {r["outcome"] for r in log} <= {"fetched", "failed", "skipped", "filtered"}
+    fetched = [r["url"] for r in log if r["outcome"] == "fetched"]
+    assert len(fetched) == len(set(fetched)), "a URL was fetched twice"
+    assert manifests["parse"].counts["in"] == len(fetched)
 
     pages = run.read_dataset("pages")
     assert len(set(pages["page_id"].to_pylist())) == len(pages)
@@ -72,7 +73,7 @@ def test_demo_end_to_end(tmp_path, client, capsys):
         assert f"[{stage}] in=" in out
     # a second run changes nothing and skips every stage
     run_demo(run_dir=str(tmp_path / "demo"), pages=PAGES, client=client)
-    assert capsys.readouterr().out.count("skipped") == len(STAGE_ORDER)
+    assert capsys.readouterr().out.count("unchanged since") == len(STAGE_ORDER)
 
 
 def test_demo_killed_mid_stage_resumes_without_loss_or_duplicates(tmp_path):

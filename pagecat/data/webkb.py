@@ -21,9 +21,9 @@ import json
 import random
 import tarfile
 from collections import defaultdict
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urldefrag
 
 SAMPLE_NAME = "webkb_sample.jsonl.gz"
