@@ -84,3 +84,14 @@ def test_unreachable_scheduler_exits_2(tmp_path):
                 "--set", f"parse.inputs=[{html}]", "--set", "cluster.connect_timeout=2")
     line = one_line_error(r)
     assert "cluster.scheduler tcp://127.0.0.1:9: cannot connect" in line
+
+
+def test_empty_inputs_exit_2(tmp_path):
+    seeds = tmp_path / "seeds.csv"
+    seeds.write_text("url_id,url\n")
+    line = one_line_error(pagecat("crawl", "--run-dir", str(tmp_path / "r"), "--set", f"crawl.seeds={seeds}"))
+    assert "no rows" in line and str(seeds) in line
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    line = one_line_error(pagecat("parse", "--run-dir", str(tmp_path / "r"), "--set", f"parse.inputs=[{empty}]"))
+    assert "holds no usable file" in line
