@@ -57,7 +57,7 @@ def peak_rss_mb(children: bool = False) -> float:
 class Timer:
     """``with Timer() as t: ...`` then ``t.seconds`` (wall clock)."""
 
-    def __enter__(self) -> "Timer":
+    def __enter__(self) -> Timer:
         self._t0 = time.perf_counter()
         return self
 

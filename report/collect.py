@@ -111,10 +111,15 @@ def category_distribution(run: RunDir, files: list[str]) -> Distribution:
 
 
 def reason_group(reason: str | None) -> str:
-    """A reject reason without its detail: ``"http_404 (https://x)"`` and ``"http_404: y"`` -> ``"http_404"``."""
+    """A reject reason without its detail, which starts at " (" or ": " (a colon and a space).
+
+    ``"too_short (3 words)"`` -> ``"too_short"``; ``"extract_failed: ValueError: x"`` ->
+    ``"extract_failed"``. A colon with no space joins a reason's parts and is kept, so the
+    crawl's ``"failed:http_404"`` and ``"filtered:offsite"`` stay apart.
+    """
     if not reason:
         return NO_LABEL
-    cut = min((i for i in (reason.find(" ("), reason.find(":")) if i > 0), default=len(reason))
+    cut = min((i for i in (reason.find(" ("), reason.find(": ")) if i > 0), default=len(reason))
     return reason[:cut].strip()
 
 

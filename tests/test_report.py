@@ -212,7 +212,9 @@ def test_pipeline_and_data_quality(tmp_path, cfg):
 
 def test_reason_groups_drop_the_detail():
     assert reason_group("too_short (3 words)") == "too_short"
-    assert reason_group("http_error: 404 (https://a/b)") == "http_error"
+    assert reason_group("extract_failed: ValueError: bad (x)") == "extract_failed"
+    assert reason_group("failed:http_404") == "failed:http_404"  # the crawl's outcome:reason, kept whole
+    assert reason_group("failed:timeout (after 3 tries)") == "failed:timeout"
     assert reason_group("timeout") == "timeout"
     assert reason_group(None) == "(none)"
 
