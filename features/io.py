@@ -8,7 +8,6 @@ Sparse rows are stored as the TFIDF schema: one row per doc, ``indices`` list<in
 from __future__ import annotations
 
 import hashlib
-import uuid
 
 import numpy as np
 import pyarrow as pa
@@ -16,7 +15,7 @@ import safetensors.numpy
 import scipy.sparse as sp
 
 from pagecat.errors import UsageError
-from pagecat.runs import Manifest, RunDir
+from pagecat.runs import Manifest, RunDir, write_bytes_atomic
 from pagecat.schemas import TFIDF
 
 
@@ -68,15 +67,6 @@ def table_to_csr(table: pa.Table, n_features: int) -> tuple[list[str], sp.csr_ma
 # -- safe files -----------------------------------------------------------------------------
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def write_bytes_atomic(fs, path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` on fsspec ``fs`` under a temporary name, then rename it."""
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    with fs.open(tmp, "wb") as f:
-        f.write(data)
-    fs.mv(tmp, path)
 
 
 def read_bytes(fs, path: str) -> bytes:

@@ -31,7 +31,7 @@ from sklearn.preprocessing import normalize
 
 from pagecat.config import Config, TfidfSettings
 from pagecat.errors import UsageError
-from pagecat.runs import Manifest, RunDir
+from pagecat.runs import Manifest, RunDir, write_bytes_atomic
 from pagecat.stage import Part, Stage
 
 from .io import (
@@ -43,7 +43,6 @@ from .io import (
     save_arrays,
     sha256_bytes,
     table_to_csr,
-    write_bytes_atomic,
 )
 
 TFIDF_DIR = "features/tfidf"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import platform
 import time
 import uuid
@@ -29,6 +28,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import pagecat
+
+
+def write_bytes_atomic(fs, path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` on the fsspec filesystem ``fs`` under a temporary name, then
+    rename it: a reader never sees half a file."""
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    with fs.open(tmp, "wb") as f:
+        f.write(data)
+    fs.mv(tmp, path)
 
 
 class RunDir:
@@ -73,11 +82,7 @@ class RunDir:
 
     # -- atomic writes -------------------------------------------------------------------
     def write_bytes_atomic(self, path: str, data: bytes) -> None:
-        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        with self.fs.open(tmp, "wb") as f:
-            f.write(data)
-        self.fs.mv(tmp, path)
+        write_bytes_atomic(self.fs, path, data)
 
     def write_json(self, path: str, obj: Any) -> None:
         self.write_bytes_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=str).encode())
@@ -179,8 +184,3 @@ def file_fingerprint(path: str) -> str:
         info = fs.info(f)
         parts.append(f"{f}:{info.get('size')}:{info.get('mtime', info.get('LastModified', ''))}")
     return "|".join(parts)
-
-
-def local_path_exists(path: str) -> bool:
-    """True for a remote URL (checked when read) or an existing local path."""
-    return "://" in path and not path.startswith("file://") or os.path.exists(path.removeprefix("file://"))

@@ -23,7 +23,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
 from pagecat.config import TrainSettings
-from pagecat.features.io import load_arrays, read_bytes, save_arrays, write_bytes_atomic
+from pagecat.features.io import load_arrays, read_bytes, save_arrays
+from pagecat.runs import write_bytes_atomic
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
