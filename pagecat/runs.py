@@ -97,6 +97,12 @@ class RunDir:
         pq.write_table(table, buf, compression="zstd", row_group_size=50_000)
         self.write_bytes_atomic(path, buf.getvalue())
 
+    def part_name(self, folder: str, path: str) -> str:
+        """A part's id from its path under a dataset folder, unique even in hive-partitioned
+        datasets: ``pages/bucket=07/part-00001.parquet`` -> ``bucket=07__part-00001``."""
+        rel = path[len(self.path(folder)) + 1:] if path.startswith(self.path(folder) + "/") else path
+        return rel.rsplit(".", 1)[0].replace("/", "__")
+
     def read_part(self, path: str, columns: list[str] | None = None) -> pa.Table:
         """Read one Parquet part (a path as ``list_files`` gives it)."""
         with self.fs.open(path, "rb") as fh:

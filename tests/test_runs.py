@@ -54,6 +54,12 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
     assert run.list_files("a") == [run.path("a", "b.bin")]
 
 
+def test_part_names_are_unique_in_partitioned_datasets(tmp_path):
+    run = RunDir(str(tmp_path))
+    assert run.part_name("pages", run.path("pages", "bucket=07", "part-00001.parquet")) == "bucket=07__part-00001"
+    assert run.part_name("pages", run.path("pages", "part-00001.parquet")) == "part-00001"
+
+
 def test_manifest_round_trip(tmp_path):
     run = RunDir(str(tmp_path))
     m = Manifest(stage="parse", config_hash="abc", parts={"part-00000": {"in": 3}}, counts={"in": 3})
