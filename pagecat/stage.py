@@ -11,9 +11,11 @@ out on purpose (duplicates), ``rejected`` for records written to ``rejects/<stag
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 import uuid
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +64,11 @@ class Stage:
     def run_part(part: Part, cfg: Config, run: RunDir) -> dict[str, int]:
         """Do one part on a worker; return counts (in, out, rejected, dropped, ...)."""
         raise NotImplementedError
+
+    def live_status(self, client: Client, parts: list[Part]) -> AbstractContextManager:
+        """A context that shows what the parts report while they run (a crawl's pages/s, say);
+        the default shows nothing beyond the runner's progress bar."""
+        return contextlib.nullcontext()
 
     def finish(self, cfg: Config, run: RunDir, client: Client, manifest: Manifest) -> dict[str, Any]:
         """Optional step after all parts (e.g. a comparison table); returns manifest extras."""
@@ -147,17 +154,19 @@ def execute(stage: Stage, cfg: Config, run: RunDir, client: Client, *, force: bo
     bar = tqdm(total=len(parts), initial=len(parts) - len(todo), desc=stage.name, unit="part",
                disable=not progress, leave=False)
     failed: list[tuple[str, BaseException]] = []
+    live = stage.live_status(client, todo) if progress and todo else contextlib.nullcontext()
     try:
         # Every part that succeeds is recorded, even after another failed: a re-run redoes only
         # the failed ones.
-        for fut in as_completed(futures):
-            part = futures[fut]
-            if fut.status == "error":
-                failed.append((part.id, fut.exception()))
-            else:
-                m.parts[part.id] = fut.result()
-                m.save(run)
-            bar.update(1)
+        with live:
+            for fut in as_completed(futures):
+                part = futures[fut]
+                if fut.status == "error":
+                    failed.append((part.id, fut.exception()))
+                else:
+                    m.parts[part.id] = fut.result()
+                    m.save(run)
+                bar.update(1)
     finally:
         bar.close()
         futures.clear()

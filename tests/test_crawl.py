@@ -2,8 +2,9 @@
 
 The test site (one host) has a page for every case the crawl log must tell apart: links,
 a 404, a 500-then-503-then-200 page, a page slower than the timeout, a redirect loop, a
-redirect, a PDF, a robots.txt-disallowed page, an offsite link, tracking-parameter and
-fragment duplicates, a self link, a malformed href, a mailto: link and an over-long body.
+redirect, a PDF, an image, a robots.txt-disallowed page, an offsite link, tracking-parameter and
+fragment duplicates, a self link, a malformed href, a mailto: link, an over-long body, a 20 MB
+body, a connection reset in the middle of a body, and pages with bad and mixed encodings.
 It counts requests in flight, so per-host concurrency is measured, not assumed.
 """
 
@@ -44,7 +45,8 @@ from pagecat.stage import execute
 from pagecat.urls import MalformedURL, canonicalize, registered_domain
 
 SLOW_SECONDS = 2.0
-C_PAGES = 16  # links on the /c/ page: more than max_pages_per_site allows
+C_PAGES = 20  # links on the /c/ page: more than max_pages_per_site allows
+HUGE = 20 * 2**20  # bytes the /huge page would send
 
 
 def html(body: str) -> web.Response:
@@ -70,6 +72,9 @@ INDEX = """
 <a href="/services">Our services</a>
 <a href="/r/0">Chain</a>
 <a href="/away">Away</a>
+<a href="/logo.png">Logo</a>
+<a href="/reset">Reset</a>
+<a href="/huge">Huge</a>
 """
 
 
@@ -98,6 +103,20 @@ class LocalSite:
         r.add_get("/r/{n}", lambda req: web.HTTPFound(f"/r/{int(req.match_info['n']) + 1}"))
         r.add_get("/doc.pdf", lambda req: web.Response(body=b"%PDF-1.4 fake", content_type="application/pdf"))
         r.add_get("/big", lambda req: html("<p>" + "x" * 300_000 + "</p>"))
+        r.add_get("/logo.png", lambda req: web.Response(body=b"\x89PNG\r\n\x1a\n" + bytes(200),
+                                                         content_type="image/png"))
+        r.add_get("/reset", self._reset)
+        r.add_get("/huge", self._huge)
+        # bad and mixed encodings: a charset nobody knows, and UTF-8 declared with Latin-1 bytes in it
+        r.add_get("/enc-bad", lambda req: web.Response(
+            body=b'<html><body><a href="/enc-target">\xff\xfe caf\xe9</a></body></html>',
+            headers={"Content-Type": "text/html; charset=x-no-such-charset"}))
+        r.add_get("/enc-mixed", lambda req: web.Response(
+            body='<html><body><a href="/über">Über uns</a> <a href="/enc-target2">caf'.encode() + b"\xe9</a>"
+                 + b"</body></html>", headers={"Content-Type": "text/html; charset=utf-8"}))
+        r.add_get("/enc-target", lambda req: html("<p>target</p>"))
+        r.add_get("/enc-target2", lambda req: html("<p>target 2</p>"))
+        r.add_get("/über", lambda req: html("<p>über</p>"))
 
     @web.middleware
     async def _track(self, request, handler):
@@ -126,6 +145,27 @@ class LocalSite:
             return web.Response(status=503, text="busy", headers={"Retry-After": "1"})
         return html("<p>recovered</p>")
 
+    async def _reset(self, request):
+        resp = web.StreamResponse(headers={"Content-Type": "text/html", "Content-Length": "100000"})
+        await resp.prepare(request)
+        await resp.write(b"<html><body>" + b"x" * 2000)
+        await asyncio.sleep(0.05)
+        request.transport.abort()  # the connection drops 2 KB into a 100 KB body
+        return resp
+
+    async def _huge(self, request):
+        resp = web.StreamResponse(headers={"Content-Type": "text/html", "Content-Length": str(HUGE)})
+        await resp.prepare(request)
+        chunk = b"<p>" + b"y" * (2**16 - 7) + b"</p>"
+        self.huge_sent = 0
+        try:
+            while self.huge_sent < HUGE:
+                await resp.write(chunk)
+                self.huge_sent += len(chunk)
+        except (ConnectionError, RuntimeError):
+            pass  # the crawler hung up once it had max_bytes
+        return resp
+
     async def _slow(self, request):
         await asyncio.sleep(SLOW_SECONDS)
         return html("<p>too late</p>")
@@ -133,7 +173,7 @@ class LocalSite:
 
 def settings(**kw) -> dict:
     """CrawlSettings fields for a fast crawl of a loopback site: small timeouts and backoff."""
-    return {"max_depth": 1, "max_pages_per_site": 14, "per_host_concurrency": 2, "concurrency": 8,
+    return {"max_depth": 1, "max_pages_per_site": 16, "per_host_concurrency": 2, "concurrency": 8,
             "timeout_connect": 0.5, "timeout_read": 0.5, "timeout_total": 1.5, "retries": 2, "backoff": 0.05,
             "max_bytes": 100_000, "allow_private": True, **kw}
 
@@ -156,12 +196,20 @@ def crawled(tmp_path_factory):
         cfg = config_from_dict({"run": {"dir": str(tmp / "run")},
                                 "crawl": settings(seeds=str(seeds))})
         run = RunDir(cfg.run.dir)
+        status = io.StringIO()
         with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as lc, \
                 Client(lc) as client:
-            manifest = execute(CrawlStage(), cfg, run, client, progress=False)
+            stage = CrawlStage()
+            with stage.live_status(client, stage.plan(cfg, run)) as live:
+                live.stream = status
+                manifest = execute(stage, cfg, run, client, progress=False)
+                deadline = time.monotonic() + 10  # the last events may arrive after the part's result
+                while "1/1 shards done" not in live.line() and time.monotonic() < deadline:
+                    time.sleep(0.05)
     log = run.read_dataset("crawl_log", schema=CRAWL_LOG)
     rows = {r["url"]: r for r in log.to_pylist() if r["reason"] != "duplicate_seed"}
-    return {"base": base, "site": site, "run": run, "manifest": manifest, "log": log, "rows": rows}
+    return {"base": base, "site": site, "run": run, "manifest": manifest, "log": log, "rows": rows,
+            "status": status.getvalue()}
 
 
 def test_crawl_log_outcomes(crawled):
@@ -184,10 +232,12 @@ def test_crawl_log_outcomes(crawled):
     assert got["ftp://example.org/file"] == ("filtered", "scheme")
     assert got["/r/0"] == ("failed", "too_many_redirects")
     assert got["/away"] == ("filtered", "offsite")  # the redirect's target was checked, not fetched
+    assert got["/logo.png"] == ("skipped", "content_type:image/png")
+    assert got["/reset"] == ("failed", "connection_error")
     seed_ids = {r["seed_id"]: (r["outcome"], r["reason"]) for r in crawled["log"].to_pylist() if r["depth"] == 0}
     assert seed_ids["dup"] == ("filtered", "duplicate_seed")
     assert Counter(r["reason"] for r in rows.values() if r["url"].startswith(b + "/c/"))["max_pages"] == \
-        C_PAGES - 13  # the /c/ site may fetch 14 URLs: its seed and 13 links
+        C_PAGES - 15  # the /c/ site may fetch 16 URLs: its seed and 15 links
     # one row per URL: self link, fragment and utm variants are not queued again
     assert len(crawled["log"]) == len(rows) + 1  # + the duplicate seed's row
     site = crawled["site"]
@@ -195,6 +245,9 @@ def test_crawl_log_outcomes(crawled):
     assert [site.hits[f"/r/{i}"] for i in range(7)] == [1, 1, 1, 1, 1, 1, 0]  # max_redirects: 5
     big = rows[b + "/big"]
     assert big["outcome"] == "fetched" and big["truncated"] and big["bytes"] == 100_000
+    huge = rows[b + "/huge"]  # 20 MB offered: max_bytes kept, the rest never read
+    assert huge["outcome"] == "fetched" and huge["truncated"] and huge["bytes"] == 100_000
+    assert site.hits["/huge"] == 1 and site.huge_sent < HUGE // 4
     about = rows[b + "/about"]
     assert (about["depth"], about["referrer"], about["link_text"]) == (1, b + "/", "Über uns – about")
     assert rows[b + "/"]["status"] == 200 and rows[b + "/missing"]["status"] == 404
@@ -207,7 +260,8 @@ def test_retries_backoff_and_retry_after(crawled):
     assert t[2] - t[1] >= 0.95  # Retry-After: 1 was honoured
     assert site.hits["/slow"] == 3 and rows[b + "/slow"]["status"] == 0
     assert site.hits["/missing"] == 1  # a 404 is not retried
-    assert crawled["manifest"].counts["retries"] == 4
+    assert site.hits["/reset"] == 3  # a connection reset is retried, then fails
+    assert crawled["manifest"].counts["retries"] == 6
 
 
 def test_ranking_by_link_priorities(crawled):
@@ -222,6 +276,13 @@ def test_per_host_concurrency_never_exceeded(crawled):
     assert crawled["site"].max_in_flight == 2
 
 
+def test_live_status_line(crawled):
+    lines = crawled["status"].splitlines()
+    fetched = crawled["manifest"].counts["out"]
+    assert lines and lines[-1].startswith("[crawl] 1/1 shards done") and f"{fetched:,} pages" in lines[-1]
+    assert "pages/s" in lines[-1] and "errors" in lines[-1] and "queued" in lines[-1]
+
+
 def test_counts_and_manifest(crawled):
     m, log = crawled["manifest"], crawled["log"]
     c = m.counts
@@ -229,7 +290,7 @@ def test_counts_and_manifest(crawled):
     assert c["in"] == len(log) == c["out"] + c["rejected"] + c["dropped"]
     assert (c["out"], c["failed"], c["skipped"], c["filtered"]) == (
         outcomes["fetched"], outcomes["failed"], outcomes["skipped"], outcomes["filtered"])
-    assert m.extra["outcomes"] == dict(outcomes) and m.extra["reasons"]["max_pages"] == 3
+    assert m.extra["outcomes"] == dict(outcomes) and m.extra["reasons"]["max_pages"] == C_PAGES - 15
     rejects = crawled["run"].read_dataset("rejects", "crawl", schema=REJECTS)
     assert len(rejects) == c["rejected"]
     assert "failed:http_404" in rejects.column("reason").to_pylist()
@@ -290,6 +351,19 @@ def test_private_addresses_refused_unless_allowed():
         assert sum(site.hits.values()) == 0  # not even robots.txt
         rows, counts = crawl_shard(seeds, CrawlSettings(**settings(allow_private=True, max_depth=0)))
         assert [r["outcome"] for r in rows] == ["fetched", "fetched"] and counts["out"] == 2
+
+
+def test_bad_and_mixed_encodings():
+    site = LocalSite()
+    with BackgroundServer(site.app) as server:
+        seeds = [Seed("bad", server.url + "/enc-bad"), Seed("mixed", server.url + "/enc-mixed")]
+        rows, counts = crawl_shard(seeds, CrawlSettings(**settings()))
+    got = {r["url"].removeprefix(server.url): r for r in rows}
+    assert got["/enc-bad"]["outcome"] == got["/enc-mixed"]["outcome"] == "fetched"
+    for path in ("/enc-target", "/enc-target2", "/%C3%BCber"):  # their links were read and followed
+        assert got[path]["outcome"] == "fetched", path
+    assert got["/%C3%BCber"]["link_text"] == "Über uns" and got["/enc-target2"]["link_text"].startswith("caf")
+    assert site.hits["/über"] == 1
 
 
 def test_delay_between_requests_to_one_host():

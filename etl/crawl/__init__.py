@@ -8,8 +8,12 @@ Modules, each usable alone:
 - ``politeness``: ``HostGate`` (per-origin concurrency, delay, Retry-After pauses);
 - ``safety``: refusing loopback/private targets (``SafeResolver``);
 - ``fetch``: ``Fetcher``, one URL with robots, politeness, retries, redirects and safety;
+- ``frontier``: ``Frontier``, a shard's state in sqlite (queue, seen URLs, budgets): bounded RAM, resumable;
 - ``engine``: ``ShardCrawler`` / ``crawl_shard``, the sites of one shard, breadth first;
+- ``segments``: ``SegmentedOutput``, WARC + crawl-log segments completed atomically (``MemoryOutput``);
 - ``warc``: ``WarcShardWriter``;
+- ``render``: ``ChromiumRenderer``, optional JavaScript rendering over the DevTools protocol;
+- ``progress``: shards' counters as Dask events, ``CrawlProgress`` printing the live line;
 - ``seeds``: reading and sharding seeds;
 - ``stage``: ``CrawlStage``, the pipeline stage;
 - ``replay``: ``ReplayProxy``, archived pages served as an HTTP proxy (demo, tests).

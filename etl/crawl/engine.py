@@ -14,75 +14,69 @@ shard (shards are whole registered domains, so once per crawl); a link to a URL 
 is not queued again and gets no row. Rows that fetch nothing are per site: two sites of a shard
 may both log the same offsite link.
 
-Fetching and politeness are the ``Fetcher``'s; what a page links to is the ``links`` callable's.
+State (sites, queued URLs, found links, fetched URLs) lives in a ``Frontier`` (sqlite), so memory
+holds only the waves in flight, and rows and pages go to an output (``segments``) that completes
+a segment at a time together with the frontier's transaction: a shard killed at any moment
+resumes where its last complete segment ended.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import BinaryIO
 
 from pagecat.config import CrawlSettings
 from pagecat.etl.crawl.fetch import Fetcher, FetchResult
-from pagecat.etl.crawl.links import HtmlLinkExtractor, Link, LinkExtractor, LinkRanker
+from pagecat.etl.crawl.frontier import DONE, Frontier, SiteRef, Visit
+from pagecat.etl.crawl.links import HtmlLinkExtractor, LinkExtractor, LinkRanker
+from pagecat.etl.crawl.render import open_renderer
 from pagecat.etl.crawl.seeds import Seed
-from pagecat.etl.crawl.warc import WarcShardWriter
+from pagecat.etl.crawl.segments import MemoryOutput
 from pagecat.urls import MalformedURL, canonicalize, is_http, site_of
 
 log = logging.getLogger("pagecat.crawl")
-LOG_EVERY = 5.0  # seconds between progress lines
+PROGRESS_EVERY = 2.0  # seconds between progress reports
+SITE_BATCH = 1000  # pending sites read from the frontier at a time
 OUTCOMES = ("fetched", "failed", "skipped", "filtered")
 
-
-@dataclass
-class Visit:
-    """A URL queued for a site."""
-
-    url: str  # canonical (or the raw href, for a malformed one)
-    seed_id: str
-    depth: int
-    rank: int
-    referrer: str | None = None
-    link_text: str | None = None
-
-
-class _Site:
-    def __init__(self, seed: Seed, url: str):
-        self.seed = seed
-        self.url = url
-        self.domain = site_of(url)
-        self.logged: set[str] = {url}  # URLs with a row for this site
-        self.next_rank = 1
+__all__ = ["OUTCOMES", "ShardCrawler", "Visit", "counts", "crawl_shard"]
 
 
 class ShardCrawler:
-    """Crawls a list of seeds; ``run(seeds) -> list[dict]`` crawl-log rows (one per URL queued).
+    """Crawls a shard's seeds into ``output`` (MemoryOutput or SegmentedOutput), with its state
+    in ``frontier``.
 
-    Parameters: ``settings`` (CrawlSettings); ``warc`` (where fetched pages go, None to keep no
-    pages); ``warc_name`` (the file name rows record); ``links`` (page -> links, default
-    HtmlLinkExtractor); ``ranker`` (default LinkRanker(settings.link_priorities)); ``name`` for
-    progress lines.
+    Parameters: ``settings`` (CrawlSettings); ``frontier`` (default: in memory); ``output``
+    (default: MemoryOutput keeping rows only); ``links`` (page -> links, default
+    HtmlLinkExtractor); ``ranker`` (default LinkRanker(settings.link_priorities)); ``renderer``
+    (an async ``render(url) -> html`` run on every fetched page; default: a ChromiumRenderer when
+    ``settings.render_js``);
+    ``on_progress(stats)`` called every PROGRESS_EVERY seconds and at the end with pages, rows,
+    errors, queued, pages_per_s; ``name`` for log lines.
     """
 
-    def __init__(self, settings: CrawlSettings, warc: WarcShardWriter | None = None, warc_name: str = "",
-                 links: LinkExtractor | None = None, ranker: LinkRanker | None = None, name: str = "crawl"):
+    def __init__(self, settings: CrawlSettings, frontier: Frontier | None = None, output=None,
+                 links: LinkExtractor | None = None, ranker: LinkRanker | None = None, renderer=None,
+                 on_progress: Callable[[dict], None] | None = None, name: str = "crawl"):
         self.settings = settings
-        self.warc = warc
-        self.warc_name = warc_name
+        self.frontier = frontier or Frontier()
+        self.output = output or MemoryOutput()
         self.links = links or HtmlLinkExtractor()
         self.ranker = ranker or LinkRanker(settings.link_priorities)
+        self.renderer = renderer
+        self.on_progress = on_progress
         self.name = name
-        self.rows: list[dict] = []
-        self.tally: collections.Counter = collections.Counter()  # rows per outcome, for progress lines
-        self.claimed: set[str] = set()  # URLs fetched or being fetched in this shard
+        self.tally: collections.Counter = collections.Counter()  # rows per outcome in this run
         self.retries = 0
         self.fetcher: Fetcher | None = None
+        self._t0 = time.perf_counter()
 
-    # -- rows ----------------------------------------------------------------------------
+    # -- rows and segments -----------------------------------------------------------------
     def _row(self, v: Visit, outcome: str, reason: str | None, res: FetchResult | None = None) -> dict:
         resp = res.response if res else None
         row = {"seed_id": v.seed_id, "url": v.url, "outcome": outcome, "reason": reason,
@@ -90,129 +84,185 @@ class ShardCrawler:
                "truncated": bool(resp and resp.truncated), "seconds": res.seconds if res else 0.0,
                "fetched_at": res.fetched_at if res else None, "depth": v.depth, "rank": v.rank,
                "referrer": v.referrer, "link_text": v.link_text, "warc_file": None, "warc_offset": None}
-        self.rows.append(row)
         self.tally[outcome] += 1
         return row
 
-    # -- one URL -------------------------------------------------------------------------
-    async def _visit(self, site: _Site, v: Visit) -> list[Link]:
+    def _log_unfetched(self, v: Visit, outcome: str, reason: str) -> None:
+        self.frontier.log_unfetched(v, outcome, reason, self.output.seg)
+        self.output.add_row(self._row(v, outcome, reason))
+
+    def _commit(self) -> None:
+        f = self.frontier
+        f.set("last_seg", self.output.seg)
+        f.set("retries", int(f.get("retries", 0)) + self.retries)
+        self.retries = 0
+        f.commit()
+
+    def flush(self) -> None:
+        """Complete the open segment together with the frontier's state."""
+        self.output.flush(self._commit)
+
+    # -- one URL -----------------------------------------------------------------------------
+    async def _visit(self, site: SiteRef, v: Visit) -> None:
         def on_redirect(target: str) -> tuple[str, str] | None:
             if not is_http(target):
                 return ("filtered", "scheme")
             if site_of(target) != site.domain:
                 return ("filtered", "offsite")
-            if target in self.claimed:
+            if not self.frontier.claim(target, v.owner):
                 return ("skipped", "redirect_duplicate")
-            self.claimed.add(target)
             return None
 
         res = await self.fetcher.fetch(v.url, on_redirect)
         self.retries += res.retries
+        rendered = None
+        if res.outcome == "fetched" and self.renderer is not None:
+            resp = res.response
+            rendered = await self.renderer.render(resp.url, resp.body, resp.header("Content-Type") or "text/html")
+        # No await from here on: the page, its row and its links go to the same segment.
         row = self._row(v, res.outcome, res.reason, res)
-        if res.outcome != "fetched":
-            return []
-        resp = res.response
-        if self.warc is not None:
-            row["warc_file"] = self.warc_name
-            row["warc_offset"] = self.warc.write_page(resp, res.fetched_at, seed_id=v.seed_id, depth=v.depth,
-                                                      rank=v.rank, link_text=v.link_text or "")
-        if v.depth >= self.settings.max_depth:
-            return []
-        return self.links(resp.url, resp.body, resp.header("Content-Type") or "")
+        if res.outcome == "fetched":
+            resp = res.response
+            row["warc_file"], row["warc_offset"] = self.output.write_page(
+                resp, res.fetched_at, seed_id=v.seed_id, depth=v.depth, rank=v.rank, link_text=v.link_text or "")
+            if rendered is not None and row["warc_file"] is not None:
+                self.output.write_conversion(resp.url, rendered, res.fetched_at, self.output.warc.last_response_id)
+            if v.depth < self.settings.max_depth:
+                body = rendered.encode("utf-8") if rendered is not None else resp.body
+                ctype = "text/html; charset=utf-8" if rendered is not None else (resp.header("Content-Type") or "")
+                found = self.links(resp.url, body, ctype)
+                self.frontier.add_links(v, [(self.ranker.priority(k), k.position, k.url, k.text) for k in found],
+                                        self.output.seg)
+        self.frontier.log_fetched(v, res.outcome, res.reason, self.output.seg)
+        self.output.add_row(row)
+        if self.output.due():
+            self.flush()
 
-    # -- one site ------------------------------------------------------------------------
-    def _next_wave(self, site: _Site, fetched: list[tuple[Visit, list[Link]]]) -> list[Visit]:
-        """Rank the links of one depth's pages, log the ones that cannot be queued, and return
-        the rest as the next depth's visits (in rank order)."""
-        found = sorted(((self.ranker.priority(link), parent.rank, link.position), link, parent)
-                       for parent, links in fetched for link in links)
-        wave = []
-        for _, link, parent in found:
+    # -- one site ----------------------------------------------------------------------------
+    def _rank_wave(self, site: SiteRef, depth: int) -> None:
+        """Turn the links found at ``depth`` into depth + 1's queue (in rank order); log the
+        ones that cannot be queued."""
+        f = self.frontier
+        rank = f.next_rank(site.id)
+        for url, text, referrer, _ in f.take_links(site.id, depth):
             try:
-                url, reason = canonicalize(link.url), None
+                url, reason = canonicalize(url), None
             except MalformedURL:
-                url, reason = link.url, "malformed_url"
-            if url in site.logged or url in self.claimed:
+                reason = "malformed_url"
+            if f.has_url(site.id, url) or f.is_claimed(url):
                 continue
-            site.logged.add(url)
             if reason is None and not is_http(url):
                 reason = "scheme"
             elif reason is None and site_of(url) != site.domain:
                 reason = "offsite"
-            v = Visit(url, site.seed.url_id, parent.depth + 1, site.next_rank, parent.url, link.text)
-            site.next_rank += 1
+            v = Visit(url, site.seed_id, depth + 1, rank, referrer, text, site.id)
+            rank += 1
             if reason:
-                self._row(v, "filtered", reason)
+                self._log_unfetched(v, "filtered", reason)
             else:
-                wave.append(v)
-        return wave
+                f.enqueue(v)
+        f.set_next_rank(site.id, rank)
 
-    async def _crawl_site(self, site: _Site) -> None:
-        wave = [Visit(site.url, site.seed.url_id, 0, 0)]
-        budget = self.settings.max_pages_per_site
-        for depth in range(self.settings.max_depth + 1):
+    async def _crawl_site(self, site: SiteRef) -> None:
+        f, s = self.frontier, self.settings
+        while True:
+            depth = f.lowest_queued_depth(site.id)
+            if depth is None:
+                break
+            used = f.attempts(site.id)
             admitted = []
-            for v in wave:
-                if budget > 0:
-                    budget -= 1
-                    self.claimed.add(v.url)  # _next_wave checked `claimed` with no await since
-                    admitted.append(v)
+            for v in f.queued_at(site.id, depth, site.seed_id):
+                if used >= s.max_pages_per_site:
+                    self._log_unfetched(v, "skipped", "max_pages")
+                elif not f.claim(v.url, v.owner):
+                    f.drop(v)  # another site fetched it since it was queued (only after a resume)
                 else:
-                    self._row(v, "skipped", "max_pages")
-            if not admitted:
-                return
-            links = await asyncio.gather(*(self._visit(site, v) for v in admitted))
-            if depth < self.settings.max_depth:
-                wave = self._next_wave(site, list(zip(admitted, links)))
+                    used += 1
+                    f.start(v)
+                    admitted.append(v)
+            await asyncio.gather(*(self._visit(site, v) for v in admitted))
+            if depth < s.max_depth:
+                self._rank_wave(site, depth)
+        f.site_done(site.id, self.output.seg)
 
-    # -- the shard -----------------------------------------------------------------------
-    def _start_sites(self, seeds: list[Seed]) -> list[_Site]:
-        """Canonicalise the seeds; the ones that cannot be crawled get their row here."""
-        sites = []
+    # -- the shard ---------------------------------------------------------------------------
+    def _seed(self, seeds: list[Seed]) -> None:
+        """Sites for the seeds, once per shard; the seeds that cannot be crawled get their row."""
+        f = self.frontier
+        if f.get("seeded"):
+            return
         for seed in seeds:
             v = Visit(seed.url, seed.url_id, 0, 0)
             try:
-                v.url = canonicalize(seed.url)
+                v.url, reason = canonicalize(seed.url), None
             except MalformedURL:
-                self._row(v, "filtered", "malformed_url")
-                continue
-            if not is_http(v.url):
-                self._row(v, "filtered", "scheme")
-            elif v.url in self.claimed:
-                self._row(v, "filtered", "duplicate_seed")
+                reason = "malformed_url"
+            if reason is None and not is_http(v.url):
+                reason = "scheme"
+            elif reason is None and f.is_claimed(v.url):
+                reason = "duplicate_seed"
+            if reason:
+                v.site = f.add_site(seed.url_id, v.url, "", status=DONE)
+                self._log_unfetched(v, "filtered", reason)
             else:
-                self.claimed.add(v.url)  # before any site starts, so no link can take a seed's URL
-                sites.append(_Site(seed, v.url))
-        return sites
+                v.site = f.add_site(seed.url_id, v.url, site_of(v.url))
+                f.claim(v.url, v.owner)  # before any site starts, so no link can take a seed's URL
+                f.enqueue(v)
+        f.set("seeded", 1)
 
-    async def _progress(self, t0: float) -> None:
+    def resume(self, last_complete: int) -> None:
+        """Reconcile the frontier with the output's complete segments (see Frontier.recover)."""
+        for site, seed_id, url, depth, rank, ref, text, outcome, reason in self.frontier.recover(last_complete):
+            self.output.add_row(self._row(Visit(url, seed_id, depth, rank, ref, text, site), outcome, reason))
+
+    def stats(self) -> dict:
+        dt = max(time.perf_counter() - self._t0, 1e-9)
+        fetched = self.tally["fetched"]
+        return {"shard": self.name, "pages": fetched, "rows": sum(self.tally.values()),
+                "errors": self.tally["failed"], "queued": self.frontier.queued,
+                "seconds": round(dt, 2), "pages_per_s": round(fetched / dt, 2)}
+
+    async def _progress(self) -> None:
         while True:
-            await asyncio.sleep(LOG_EVERY)
-            fetched, dt = self.tally["fetched"], time.perf_counter() - t0
-            log.info("%s: %d URLs done, %d pages (%.1f pages/s), %d failed, %d retries", self.name,
-                     len(self.rows), fetched, fetched / dt, self.tally["failed"], self.retries)
+            await asyncio.sleep(PROGRESS_EVERY)
+            st = self.stats()
+            if self.on_progress is not None:
+                self.on_progress(st)
+            log.debug("%s: %d pages (%.1f/s), %d errors, %d queued", self.name, st["pages"], st["pages_per_s"],
+                      st["errors"], st["queued"])
+            if self.output.due():  # a quiet shard still completes a segment every segment_seconds
+                self.flush()
 
-    async def run(self, seeds: list[Seed]) -> list[dict]:
-        t0 = time.perf_counter()
-        sites = self._start_sites(seeds)
-        queue: asyncio.Queue[_Site] = asyncio.Queue()
-        for site in sites:
-            queue.put_nowait(site)
+    async def run(self, seeds: list[Seed]) -> None:
+        self._t0 = time.perf_counter()
+        self._seed(seeds)
+        next_after = 0
+        batch: collections.deque[SiteRef] = collections.deque()
+
+        def next_site() -> SiteRef | None:
+            nonlocal next_after
+            if not batch:
+                batch.extend(self.frontier.pending_sites(next_after, SITE_BATCH))
+                if batch:
+                    next_after = batch[-1].id
+            return batch.popleft() if batch else None
 
         async def worker() -> None:
-            while not queue.empty():
-                await self._crawl_site(queue.get_nowait())
+            while (site := next_site()) is not None:
+                await self._crawl_site(site)
 
-        async with Fetcher(self.settings) as self.fetcher:
-            progress = asyncio.create_task(self._progress(t0))
+        async with Fetcher(self.settings) as self.fetcher, contextlib.AsyncExitStack() as stack:
+            if self.renderer is None and self.settings.render_js:
+                self.renderer = await stack.enter_async_context(open_renderer(self.settings))
+            progress = asyncio.create_task(self._progress())
             try:
-                await asyncio.gather(*(worker() for _ in range(min(self.settings.concurrency, len(sites)))))
+                await asyncio.gather(*(worker() for _ in range(self.settings.concurrency)))
             finally:
                 progress.cancel()
-        c = counts(self.rows)
-        log.info("%s: %d URLs, %d fetched, %d failed, %d skipped, %d filtered in %.1fs", self.name,
-                 c["in"], c["out"], c["failed"], c["skipped"], c["filtered"], time.perf_counter() - t0)
-        return self.rows
+        self.frontier.set("complete", 1)
+        self.flush()
+        if self.on_progress is not None:
+            self.on_progress({**self.stats(), "done": True})
 
 
 def counts(rows: list[dict]) -> dict[str, int]:
@@ -227,11 +277,15 @@ def counts(rows: list[dict]) -> dict[str, int]:
 
 def crawl_shard(seeds: list[Seed], settings: CrawlSettings, warc_out: BinaryIO | None = None,
                 warc_name: str = "", name: str = "crawl", **kwargs) -> tuple[list[dict], dict[str, int]]:
-    """Crawl ``seeds`` in a new event loop; pages go to ``warc_out`` (a binary file) when given.
-
-    Returns (crawl-log rows, counts incl. ``retries``). ``kwargs`` go to ShardCrawler.
-    """
-    warc = WarcShardWriter(warc_out, warc_name) if warc_out is not None else None
-    crawler = ShardCrawler(settings, warc, warc_name, name=name, **kwargs)
-    rows = asyncio.run(crawler.run(seeds))
-    return rows, {**counts(rows), "retries": crawler.retries}
+    """Crawl ``seeds`` in a new event loop, state in memory; pages go to ``warc_out`` (a binary
+    file) when given. Returns (crawl-log rows, counts incl. ``retries``). ``kwargs`` go to
+    ShardCrawler."""
+    output = MemoryOutput(warc_out, warc_name)
+    frontier = Frontier()
+    crawler = ShardCrawler(settings, frontier, output, name=name, **kwargs)
+    try:
+        asyncio.run(crawler.run(seeds))
+    finally:
+        retries = int(frontier.get("retries", 0))
+        frontier.close()
+    return output.rows, {**counts(output.rows), "retries": retries}

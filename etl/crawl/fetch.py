@@ -42,6 +42,7 @@ HTML_TYPES = ("text/html", "application/xhtml+xml")
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 CHUNK = 64 * 1024
 SNIFF_BYTES = 1024
+DRAIN_BYTES = 16 * 1024  # an unwanted body up to this size is read anyway, so the connection is reused
 MAX_ROBOTS_REDIRECTS = 5
 
 # on_redirect(target) -> (outcome, reason) to stop at a hop, or None to follow it
@@ -151,6 +152,8 @@ class Fetcher:
                     mime=(r.headers.get("Content-Type") or "").split(";")[0].strip().lower(),
                 )
                 if not 200 <= r.status < 300 or not (any_type or resp.mime in ("", *HTML_TYPES)):
+                    if (r.content_length or DRAIN_BYTES + 1) <= DRAIN_BYTES:
+                        await r.read()  # a short body read keeps the connection for the next request
                     return resp
                 body = bytearray()
                 async for chunk in r.content.iter_chunked(CHUNK):

@@ -1,4 +1,4 @@
-"""The crawl stage: seeds -> ``raw/<part>.warc.gz`` + ``crawl_log/<part>.parquet``.
+"""The crawl stage: seeds -> ``raw/<part>/seg-*.warc.gz`` + ``crawl_log/<part>/seg-*.parquet``.
 
 Parts are shards: seeds grouped by registered domain (so every host of a site is crawled by one
 worker and per-host politeness holds on any number of workers), hashed into ``crawl.shards``
@@ -6,15 +6,20 @@ buckets. ``plan`` has no cluster to ask for its size, so ``crawl.shards: 0`` mea
 registered domain, at most AUTO_SHARDS: enough parts to keep that many workers busy, each
 part still mixing many domains when there are many. Empty buckets make no part.
 
-Per part (shard ``shard-NNNN``):
+Per part (shard ``shard-NNNN``), in segments completed atomically (see ``segments``):
 
-- ``raw/shard-NNNN.warc.gz``: request + response records of every fetched HTML page
-  (see ``pagecat.etl.crawl.warc``), written to a local temporary file while crawling, then
-  copied to ``<name>.tmp-<random>`` in the run directory and renamed;
-- ``crawl_log/shard-NNNN.parquet`` (CRAWL_LOG): one row per URL queued; ``warc_file`` is the
-  WARC's path relative to the run directory (``raw/shard-NNNN.warc.gz``);
-- ``rejects/crawl/shard-NNNN.parquet`` (REJECTS): the rows not fetched, reason
-  ``<outcome>:<reason>``, source the referring page (or the seeds file for a seed).
+- ``raw/shard-NNNN/seg-NNNNN.warc.gz``: request + response records of every fetched HTML page
+  (see ``pagecat.etl.crawl.warc``);
+- ``crawl_log/shard-NNNN/seg-NNNNN.parquet`` (CRAWL_LOG): one row per URL queued; ``warc_file``
+  is the WARC's path relative to the run directory;
+- ``rejects/crawl/shard-NNNN/seg-NNNNN.parquet`` (REJECTS): the rows not fetched, reason
+  ``<outcome>:<reason>``, source the referring page (or the seeds file for a seed);
+- the shard's frontier, ``crawl_state/shard-NNNN.sqlite`` (or under ``crawl.state_dir``).
+
+A shard killed in the middle (the whole process group, SIGKILL) resumes when the stage runs
+again: it keeps its complete segments, deletes the rest, and continues from its frontier, so
+no stored page is fetched again and none is lost. Without its frontier file (another machine,
+a remote run directory and no ``state_dir``) a shard starts over.
 
 Counts: in = URLs queued, out = fetched, rejected = failed + skipped + filtered, dropped = 0,
 plus failed, skipped, filtered, bytes (HTML bytes kept) and retries.
@@ -22,19 +27,26 @@ plus failed, skipped, filtered, bytes (HTML bytes kept) and retries.
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import hashlib
+import logging
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
 from pagecat.config import Config
-from pagecat.etl.crawl.engine import crawl_shard
+from pagecat.errors import UsageError
+from pagecat.etl.crawl.engine import ShardCrawler, counts
+from pagecat.etl.crawl.frontier import Frontier
+from pagecat.etl.crawl.progress import CrawlProgress, publish
+from pagecat.etl.crawl.render import find_browser
 from pagecat.etl.crawl.seeds import check_seeds, read_seeds, seed_site, shard_of
+from pagecat.etl.crawl.segments import SegmentedOutput
 from pagecat.runs import Manifest, RunDir
-from pagecat.schemas import CRAWL_LOG, REJECTS, table
 from pagecat.stage import Part, Stage
 
+log = logging.getLogger("pagecat.crawl")
 AUTO_SHARDS = 16
 
 
@@ -47,7 +59,7 @@ class CrawlStage(Stage):
     name = "crawl"
     sections = ("crawl",)
     upstream = ()
-    outputs = ("raw", "crawl_log")
+    outputs = ("raw", "crawl_log", "crawl_state")
     unit = "URLs"
 
     def external_inputs(self, cfg: Config, run: RunDir) -> list[str]:
@@ -55,6 +67,11 @@ class CrawlStage(Stage):
 
     def check(self, cfg: Config, run: RunDir) -> None:
         check_seeds(cfg.crawl)
+        for key in ("segment_pages", "segment_seconds", "render_timeout"):
+            if getattr(cfg.crawl, key) <= 0:
+                raise UsageError(f"config field crawl.{key}: must be positive, got {getattr(cfg.crawl, key)}")
+        if cfg.crawl.render_js:
+            find_browser(cfg.crawl)
 
     def plan(self, cfg: Config, run: RunDir) -> list[Part]:
         seeds = read_seeds(cfg.crawl)
@@ -64,26 +81,53 @@ class CrawlStage(Stage):
                 for i in used]
 
     @staticmethod
+    def state_path(cfg: Config, run: RunDir, part_id: str) -> Path:
+        """Where a shard's frontier lives: a local file (sqlite needs one)."""
+        if cfg.crawl.state_dir:
+            key = hashlib.sha1(run.root.encode()).hexdigest()[:12]
+            return Path(cfg.crawl.state_dir) / key / f"{part_id}.sqlite"
+        proto = run.fs.protocol if isinstance(run.fs.protocol, str) else run.fs.protocol[0]
+        if proto in ("file", "local"):
+            return Path(run.path("crawl_state", f"{part_id}.sqlite"))
+        key = hashlib.sha1(run.root.encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / "pagecat-crawl-state" / key / f"{part_id}.sqlite"
+
+    @staticmethod
     def run_part(part: Part, cfg: Config, run: RunDir) -> dict[str, int]:
         shard, shards = part.args["shard"], part.args["shards"]
         seeds = [s for s in read_seeds(cfg.crawl) if shard_of(s, shards) == shard]
-        warc_name = f"raw/{part.id}.warc.gz"
-        with tempfile.TemporaryDirectory(prefix="pagecat-crawl-") as tmp:
-            local = Path(tmp) / f"{part.id}.warc.gz"
-            with open(local, "wb") as out:
-                rows, counts = crawl_shard(seeds, cfg.crawl, out, warc_name, name=f"crawl {part.id}")
-            dest = run.path("raw", f"{part.id}.warc.gz")
-            staging = f"{dest}.tmp-{uuid.uuid4().hex[:8]}"
-            run.makedirs("raw")
-            run.fs.put_file(str(local), staging)
-            run.fs.mv(staging, dest)
-        run.write_table(run.path("crawl_log", f"{part.id}.parquet"), table(rows, CRAWL_LOG))
-        seeds_source = cfg.crawl.seeds or "crawl.urls"
-        rejects = [{"source": r["referrer"] or seeds_source, "stage": "crawl",
-                    "reason": f"{r['outcome']}:{r['reason']}", "record": r["url"]}
-                   for r in rows if r["outcome"] != "fetched"]
-        run.write_table(run.path("rejects", "crawl", f"{part.id}.parquet"), table(rejects, REJECTS))
-        return counts
+        state = CrawlStage.state_path(cfg, run, part.id)
+        fresh = not state.exists()
+        state.parent.mkdir(parents=True, exist_ok=True)
+        frontier = Frontier(state)
+        output = SegmentedOutput(run, part.id, cfg.crawl.seeds or "crawl.urls", cfg.crawl.segment_pages,
+                                 cfg.crawl.segment_seconds)
+        try:
+            last_seg, config = int(frontier.get("last_seg", -1)), cfg.section_hash("crawl")
+            if output.last_complete() not in (last_seg, last_seg - 1) or frontier.get("config", config) != config:
+                fresh = True  # frontier and segments disagree (outputs cleared, another config): start over
+            if fresh and frontier.get("seeded"):
+                frontier.close()
+                state.unlink()
+                frontier = Frontier(state)
+            frontier.set("config", config)
+            last = output.recover(fresh=fresh)
+            if not frontier.get("complete"):
+                if not fresh:
+                    log.info("crawl %s: resuming after segment %d", part.id, last)
+                asyncio.run(_crawl(cfg, seeds, frontier, output, part.id, last))
+            retries = int(frontier.get("retries", 0))
+        finally:
+            frontier.close()
+            output.close()
+        rows = [run.read_part(p, columns=["outcome", "bytes"]).to_pylist() for p in output.log_files()]
+        return {**counts([r for part_rows in rows for r in part_rows]), "retries": retries}
+
+    @staticmethod
+    def live_status(client, parts: list[Part]) -> CrawlProgress:
+        """A context manager the runner may wrap the part loop in: one status line every few
+        seconds (pages, pages/s, errors, queue size), from the shards' progress events."""
+        return CrawlProgress(client, total_shards=len(parts))
 
     def finish(self, cfg: Config, run: RunDir, client: Any, manifest: Manifest) -> dict[str, Any]:
         """Manifest extras: the WARC files, and URLs per outcome and per reason."""
@@ -93,5 +137,12 @@ class CrawlStage(Stage):
             t = run.read_part(path, columns=["outcome", "reason"])
             outcomes.update(t.column("outcome").to_pylist())
             reasons.update(r for r in t.column("reason").to_pylist() if r)
-        return {"warc_files": [f"raw/{Path(p).name}" for p in run.list_files("raw", suffix=".warc.gz")],
+        raw = run.path("raw") + "/"
+        return {"warc_files": ["raw/" + p[len(raw):] for p in run.list_files("raw", suffix=".warc.gz")],
                 "outcomes": dict(outcomes), "reasons": dict(reasons.most_common())}
+
+
+async def _crawl(cfg: Config, seeds, frontier: Frontier, output: SegmentedOutput, name: str, last: int) -> None:
+    crawler = ShardCrawler(cfg.crawl, frontier, output, on_progress=publish, name=name)
+    crawler.resume(last)
+    await crawler.run(seeds)

@@ -10,7 +10,8 @@ carries the crawl's own fields, so parse needs no join with the crawl log::
 Bodies are stored as decoded (aiohttp removes gzip/br content encodings), as Common Crawl does:
 the original Content-Encoding, Transfer-Encoding and Content-Length headers are kept renamed to
 ``X-Crawler-<name>``, and Content-Length is set to the stored length. A body cut at max_bytes has
-``WARC-Truncated: length``.
+``WARC-Truncated: length``. With JavaScript rendering, the DOM a browser built follows the page as a
+``conversion`` record (``WARC-Refers-To`` the response, ``WARC-Pagecat-Rendered: chromium``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class WarcShardWriter:
         fields.update(info or {})
         self.writer.write_record(self.writer.create_warcinfo_record(filename, fields))
         self.records = 0
+        self.last_response_id = ""
 
     def _response_record(self, resp: HttpResponse, fetched_at: str, extra: dict[str, str]):
         headers = []
@@ -76,13 +78,30 @@ class WarcShardWriter:
 
     def write_page(self, resp: HttpResponse, fetched_at: str, *, seed_id: str, depth: int, rank: int,
                    link_text: str = "") -> int:
-        """Write the request and response records of one page; returns the response's offset."""
+        """Write the request and response records of one page; returns the response's offset.
+        ``last_response_id`` is then the response's WARC-Record-ID."""
         extra = {"WARC-Pagecat-Seed-Id": encode_header_value(seed_id), "WARC-Pagecat-Depth": str(depth),
                  "WARC-Pagecat-Rank": str(rank), "WARC-Pagecat-Link-Text": encode_header_value(link_text)}
         response = self._response_record(resp, fetched_at, extra)
         request = self._request_record(resp, fetched_at, response.rec_headers.get_header("WARC-Record-ID"))
         offset = self.out.tell()
+        self.last_response_id = response.rec_headers.get_header("WARC-Record-ID")
         self.writer.write_record(response)
         self.writer.write_record(request)
         self.records += 2
+        return offset
+
+    def write_conversion(self, url: str, html: str, fetched_at: str, refers_to: str) -> int:
+        """A ``conversion`` record of the page's DOM after a browser ran its scripts, linked to
+        its response by WARC-Refers-To; returns its offset."""
+        data = html.encode("utf-8")
+        record = self.writer.create_warc_record(url, "conversion", payload=io.BytesIO(data), length=len(data),
+                                                warc_headers_dict={
+                                                    "WARC-Date": _warc_date(fetched_at),
+                                                    "WARC-Refers-To": refers_to,
+                                                    "Content-Type": "text/html; charset=utf-8",
+                                                    "WARC-Pagecat-Rendered": "chromium"})
+        offset = self.out.tell()
+        self.writer.write_record(record)
+        self.records += 1
         return offset

@@ -57,6 +57,8 @@ class RawRecord:
     fetched_at: str | None = None
     seed_id: str | None = None
     depth: int | None = None
+    rank: int | None = None          # crawl: the link's rank on its site
+    link_text: str | None = None     # crawl: the text of the link that led here
 
 
 @dataclass
@@ -93,56 +95,76 @@ class WarcReader:
         self.max_bytes = max_bytes
 
     def read(self, path: str, fs: fsspec.AbstractFileSystem) -> Iterator[ReadItem]:
+        gz = path.lower().endswith(".gz")
+        with fs.open(path, "rb") as fh:
+            base, n_records, failing = 0, 0, False
+            while base is not None:
+                fh.seek(base)
+                for item in self._read_from(fh, path, base):
+                    if isinstance(item, Unreadable):
+                        # One reject per broken stretch: what is skipped while searching the next
+                        # good record belongs to it.
+                        if not failing:
+                            yield item
+                        failing = True
+                        base = _next_record_start(fh, item.offset + 1, gz)
+                        break
+                    n_records += 1
+                    failing = False
+                    if isinstance(item, RawRecord):
+                        yield item
+                else:
+                    base = None
+            if n_records == 0 and not failing:
+                yield Unreadable(path, 0, "empty_file: no WARC records")
+
+    def _read_from(self, fh, path: str, base: int) -> Iterator[ReadItem | None]:
+        """Records from ``base`` on; ends after the first Unreadable. ``None`` for a record that is no page."""
         from warcio.archiveiterator import ArchiveIterator
 
-        with fs.open(path, "rb") as fh:
-            iterator = ArchiveIterator(fh)
-            n_records = 0
-            while True:
+        iterator = ArchiveIterator(fh)
+        while True:
+            try:
+                record = next(iterator)
+            except StopIteration:
+                return
+            except Exception as e:  # noqa: BLE001 - a record that cannot be parsed: a reject, then resync
+                # warcio has moved its offset to the start of the record it failed on.
+                yield Unreadable(path, base + iterator.offset, f"unreadable_record: {_short(e)}")
+                return
+            start = base + iterator.offset  # this record's start, until its end is read
+            if record.format != "warc":  # warcio reads anything as an ARC record; a .warc is not one
+                yield Unreadable(path, start, "unreadable_record: not a WARC record")
+                return
+            if not (record.rec_headers.get_header("Content-Length") or "").strip().isdigit():
+                # Mandatory in WARC; warcio leaves it out of a header block cut short.
+                yield Unreadable(path, start, "unreadable_record: no Content-Length (truncated header?)")
+                return
+            is_response = record.rec_type == "response"
+            url = (record.rec_headers.get_header("WARC-Target-URI") or "").strip("<> ") or None
+            body, failed = b"", None
+            if is_response:
                 try:
-                    record = next(iterator)
-                except StopIteration:
-                    break
-                except Exception as e:  # noqa: BLE001 - any parse failure ends this file, as a reject
-                    # warcio has moved its offset to the start of the record it failed on.
-                    yield Unreadable(path, iterator.offset, f"unreadable_record: {_short(e)}")
-                    return
-                n_records += 1
-                start = iterator.offset  # this record's start, until its end is read
-                if record.format != "warc":  # warcio reads anything as an ARC record; a .warc is not one
-                    yield Unreadable(path, start, "unreadable_record: not a WARC record")
-                    return
-                if not (record.rec_headers.get_header("Content-Length") or "").strip().isdigit():
-                    # Mandatory in WARC; warcio leaves it out of a header block cut short.
-                    yield Unreadable(path, start, "unreadable_record: no Content-Length (truncated header?)")
-                    return
-                is_response = record.rec_type == "response"
-                url = (record.rec_headers.get_header("WARC-Target-URI") or "").strip("<> ") or None
-                body, failed = b"", None
-                if is_response:
-                    try:
-                        body = record.content_stream().read(self.max_bytes)
-                    except Exception as e:  # noqa: BLE001 - a bad chunked/gzip body: this record only
-                        failed = f"unreadable_record: {_short(e)}"
-                try:
-                    while record.raw_stream.read(1 << 16):  # drain a cut body so the next record lines up
-                        pass
-                except Exception as e:  # noqa: BLE001 - the stream itself is broken: the file ends here
-                    yield Unreadable(path, start, f"unreadable_record: {_short(e)}", url)
-                    return
-                # warcio ends a truncated gzip member quietly: the block is short of its Content-Length.
-                missing = getattr(record.raw_stream, "limit", 0)
-                if missing > 0:
-                    length = record.length or 0
-                    yield Unreadable(path, start, f"unreadable_record: truncated ({length - missing} of "
-                                                  f"{length} bytes)", url)
-                    return
-                if failed:
-                    yield Unreadable(path, start, failed, url)
-                elif is_response:
-                    yield self._record(path, iterator.get_record_offset(), url, record, body)
-            if n_records == 0:
-                yield Unreadable(path, 0, "empty_file: no WARC records")
+                    body = record.content_stream().read(self.max_bytes)
+                except Exception as e:  # noqa: BLE001 - a bad chunked/gzip body: this record only
+                    failed = f"unreadable_record: {_short(e)}"
+            try:
+                while record.raw_stream.read(1 << 16):  # drain a cut body so the next record lines up
+                    pass
+            except Exception as e:  # noqa: BLE001 - the stream itself is broken: resync after it
+                yield Unreadable(path, start, f"unreadable_record: {_short(e)}", url)
+                return
+            # warcio ends a truncated gzip member quietly: the block is short of its Content-Length.
+            missing = getattr(record.raw_stream, "limit", 0)
+            if missing > 0:
+                length = record.length or 0
+                yield Unreadable(path, start, f"unreadable_record: truncated ({length - missing} of "
+                                              f"{length} bytes)", url)
+                return
+            if failed:
+                yield Unreadable(path, start, failed, url)
+                return
+            yield self._record(path, base + iterator.get_record_offset(), url, record, body) if is_response else None
 
     @staticmethod
     def _record(path: str, offset: int, url: str | None, record, body: bytes) -> RawRecord:
@@ -155,11 +177,34 @@ class WarcReader:
             status = int(code) if code and code.isdigit() else None
         # pagecat's crawler writes these; the seed id is percent-encoded to stay a valid header.
         seed_id = headers.get_header("WARC-Pagecat-Seed-Id")
-        depth = (headers.get_header("WARC-Pagecat-Depth") or "").strip()
+        link_text = headers.get_header("WARC-Pagecat-Link-Text")
         return RawRecord(source=path, offset=offset, url=url, content=body, content_type=content_type,
                          http_status=status, fetched_at=headers.get_header("WARC-Date"),
                          seed_id=unquote(seed_id) if seed_id else None,
-                         depth=int(depth) if depth.lstrip("-").isdigit() else None)
+                         depth=_int_header(headers, "WARC-Pagecat-Depth"),
+                         rank=_int_header(headers, "WARC-Pagecat-Rank"),
+                         link_text=unquote(link_text) if link_text else None)
+
+
+def _next_record_start(fh, after: int, gz: bool, chunk: int = 1 << 20) -> int | None:
+    """Offset of the next gzip member (``.warc.gz``) or line starting ``WARC/1.`` at or after ``after``;
+    None when the file has none."""
+    marker = b"\x1f\x8b\x08" if gz else b"\nWARC/1."
+    pos = after if gz else after - 1  # an uncompressed record starts after a newline
+    while True:
+        fh.seek(max(pos, 0))
+        data = fh.read(chunk + len(marker))
+        if len(data) < len(marker):
+            return None
+        i = data.find(marker)
+        if i != -1:
+            return max(pos, 0) + i + (0 if gz else 1)
+        pos = max(pos, 0) + chunk
+
+
+def _int_header(headers, name: str) -> int | None:
+    value = (headers.get_header(name) or "").strip()
+    return int(value) if value.lstrip("-").isdigit() and len(value) < 10 else None
 
 
 class HtmlFileReader:
@@ -241,6 +286,9 @@ class TableReader:
 
     # -- rows ----------------------------------------------------------------------------
     def read(self, path: str, fs: fsspec.AbstractFileSystem) -> Iterator[ReadItem]:
+        if fs.size(path) == 0:
+            yield Unreadable(path, 0, "empty_file: no rows")
+            return
         column, is_text = self.content_column(path, fs)
         for row, item in self._rows(path, fs):
             if isinstance(item, Unreadable):
