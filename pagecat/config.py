@@ -66,6 +66,12 @@ class CrawlSettings:
     obey_robots: bool = True
     allow_private: bool = False  # allow targets on loopback/private/link-local addresses
     shards: int = 0  # parts, seeds grouped by registered domain; 0: one per domain, at most 16
+    segment_pages: int = 500  # a shard's output is completed every this many pages: what a kill may redo
+    segment_seconds: float = 60.0  # ... or this often, whichever comes first
+    state_dir: str | None = None  # local folder for shard frontiers (sqlite); None: <run.dir>/crawl_state
+    render_js: bool = False  # also load each fetched page in headless chromium; its DOM goes to the WARC
+    browser_path: str | None = None  # chromium's executable; None: chromium/chromium-browser on PATH
+    render_timeout: float = 20.0  # seconds for one page to load and run its scripts
 
 
 @dataclass
@@ -76,11 +82,36 @@ class ParseSettings:
     html_column: str = "html"  # for tables
     url_column: str = "url"  # for tables
     batch_rows: int = 2000  # rows per written batch: bounds memory per worker
+    partition_by: str = "none"  # pages layout: none (pages/<part>.parquet) | domain_bucket (pages/bucket=NN/<part>)
+    buckets: int = 16  # domain_bucket: registered domains hashed into this many buckets
+    row_group_rows: int = 10_000  # rows per Parquet row group (at most batch_rows of them are held at once)
+    max_html_bytes: int = 10_000_000  # a record's body beyond this is cut before parsing (bounds memory)
+    keep_full_text: bool = True  # also store all visible text (boilerplate included) per page
 
 
 @dataclass
 class DedupSettings:
     exact: bool = True  # drop pages whose normalised text hash was seen before
+    url: bool = True  # drop pages whose canonical URL (pagecat.urls.canonicalize) was seen before
+    near: bool = True  # drop near-duplicates: MinHash + LSH, verified by estimated Jaccard
+    threshold: float = 0.8  # estimated Jaccard (word shingles) at or above which pages are near-duplicates
+    num_perm: int = 128  # MinHash permutations (signature length)
+    shingle_words: int = 5  # words per shingle
+    seed: int = 1  # picks the MinHash permutations
+    # Which page of a cluster is kept: criteria in order (labelled: named by label.labels; longest; earliest).
+    keep: list[str] = field(default_factory=lambda: ["labelled", "longest", "earliest"])
+    max_bucket_pairs: int = 50  # an LSH bucket with more pages is linked as a star, not every pair
+    rows_per_reducer: int = 2_000_000  # band rows one group-by task holds: bounds its memory
+    batch_rows: int = 2000  # pages signed per batch: bounds memory per worker
+
+
+@dataclass
+class LabelRule:
+    label: str = ""  # the label a matching doc gets (source "rules")
+    # Conditions joined by "and": `field op value`, op one of == != < <= > >= in contains; fields are the
+    # page's (url, host, domain, title, text, word_count, seed_id) or the joined labels-file row's columns.
+    # e.g. "stars <= 2", "stars in 4, 5", "text contains syllabus and domain == cornell.edu". Never evaluated as code.
+    when: str = ""
 
 
 @dataclass
@@ -93,6 +124,22 @@ class LabelSettings:
     holdout_column: str | None = None  # docs whose column equals holdout_value are kept untagged
     holdout_value: str | None = None
     classes: list[str] = field(default_factory=list)  # [] = every label seen
+    rules: list[LabelRule] = field(default_factory=list)  # first matching rule votes its label
+    descriptions: dict[str, str] = field(default_factory=dict)  # label -> description, for the zero-shot labeler
+    zero_shot_model: str | None = None  # local transformers folder; None = the bundled all-MiniLM-L6-v2
+    predictions: str | None = None  # a previous run's predictions (file or folder): doc_id/url, label, probability
+    min_confidence: float = 0.8  # a model's (zero-shot, predictions) vote below this labels nothing
+    review_below: float = 0.9  # a label from a model below this confidence goes to the review queue
+    review_file: str | None = None  # the filled review queue (doc_id, label): a person's labels win
+    # Class balance, recorded as each doc's sample_weight: none | cap | oversample | weights | ratio.
+    balance: str = "none"
+    balance_cap: int = 0  # cap: docs per class beyond this get weight 0
+    balance_max_ratio: float = 3.0  # ratio: weights so the largest class weighs at most this times the smallest
+    site_pages: int = 5  # unit site: a site's first N pages by link rank make its doc
+    # unit site: characters kept per field of a site doc (name, domain words, tld, each title, each text)
+    site_name_chars: int = 200
+    site_title_chars: int = 200
+    site_text_chars: int = 2000
 
 
 @dataclass
@@ -101,11 +148,23 @@ class TfidfSettings:
     ngram_max: int = 2
     min_df: int = 2
     sublinear_tf: bool = True
+    url_tokens: bool = False  # also hash the URL's words (as url_<word>): strong evidence for web pages
+    char_ngrams: list[int] = field(default_factory=list)  # [lo, hi] char n-grams within words; [] = none
+
+
+@dataclass
+class EmbeddingSettings:
+    enabled: bool = False  # also on when train.models names a model on embeddings (xgboost_emb, ...)
+    model_path: str | None = None  # a local transformers folder; None = all-MiniLM-L6-v2 (packaged)
+    max_length: int = 128  # tokens per text (per field)
+    batch_size: int = 64
+    fields: list[str] = field(default_factory=list)  # docs columns encoded apart and joined; [] = title + text
 
 
 @dataclass
 class FeatureSettings:
     tfidf: TfidfSettings = field(default_factory=TfidfSettings)
+    embeddings: EmbeddingSettings = field(default_factory=EmbeddingSettings)
 
 
 @dataclass
@@ -119,8 +178,26 @@ class XGBoostSettings:
 
 @dataclass
 class LinearSettings:
-    c_grid: list[float] = field(default_factory=lambda: [1.0, 10.0, 100.0])  # C picked on the validation split
+    c_grid: list[float] = field(default_factory=lambda: [1.0, 10.0, 100.0])  # C picked on validation log-loss
     max_iter: int = 1000
+
+
+@dataclass
+class TransformerSettings:
+    epochs: int = 2  # a few passes: this is fine-tuning, and it has to be bearable on CPU
+    max_length: int = 64  # tokens per text (per field)
+    batch_size: int = 16
+    learning_rate: float = 5e-5
+    model_path: str | None = None  # None = features.embeddings.model_path, else all-MiniLM-L6-v2
+
+
+@dataclass
+class CharCnnSettings:
+    max_chars: int = 512  # characters read per doc (Zhang et al. 2015: 1014)
+    channels: int = 128  # per conv layer (the paper's small model: 256)
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 1e-3
 
 
 @dataclass
@@ -128,9 +205,14 @@ class TrainSettings:
     models: list[str] = field(default_factory=lambda: ["xgboost", "linear"])
     test_size: float = 0.2
     seed: int = 0
-    validation_size: float = 0.1  # share of the train split held out for early stopping and tuning C
+    validation_size: float = 0.1  # share of the train split held out for early stopping, C and temperature
+    group_by: str | None = None  # null | group | site | cluster: docs of one group never straddle the split
+    class_weight: str | None = None  # null | balanced (weights each class by 1/its share; docs' sample_weight too)
+    threads: int = 0  # threads per model fit; 0 = the worker's threads
     xgboost: XGBoostSettings = field(default_factory=XGBoostSettings)
     linear: LinearSettings = field(default_factory=LinearSettings)
+    transformer: TransformerSettings = field(default_factory=TransformerSettings)
+    charcnn: CharCnnSettings = field(default_factory=CharCnnSettings)
 
 
 @dataclass
@@ -179,10 +261,12 @@ class Config:
 UNHASHED = ("crawl.proxy",)
 
 CHOICES = {
+    "parse.partition_by": ("none", "domain_bucket"),
     "label.unit": ("entry", "page", "site"),
     "label.join_on": ("url", "url_id", "domain"),
+    "label.balance": ("none", "cap", "oversample", "weights", "ratio"),
 }
-MODEL_NAMES = ("xgboost", "linear")
+MODEL_NAMES = ("xgboost", "linear", "xgboost_emb", "linear_emb", "transformer", "charcnn")
 
 
 def _type_name(tp: Any) -> str:

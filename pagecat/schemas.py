@@ -40,6 +40,16 @@ PAGES = pa.schema([
     ("depth", pa.int32()),
     ("source", pa.string()),           # the raw input file
     ("source_offset", pa.int64()),     # WARC record offset or table row
+    # Added by parse's deepening (readers use column names, so new columns go at the end).
+    ("canonical_url", pa.string()),    # <link rel=canonical>, resolved against the URL; null when absent
+    ("path", pa.string()),             # the URL's path ("/" for a bare host)
+    ("description", pa.string()),      # <meta name=description>
+    ("headings", pa.list_(pa.string())),  # h1-h3 text in document order (at most 50)
+    ("full_text", pa.string()),        # all visible text, boilerplate included, whitespace collapsed
+    ("language", pa.string()),         # ISO 639-1 code guessed from the text; null when unsure
+    ("outlinks", pa.int32()),          # <a href> that lead to a page
+    ("rank", pa.int32()),              # crawl: the link's rank on its site (0 = seed)
+    ("link_text", pa.string()),        # crawl: the text of the link that led here
 ])
 
 REJECTS = pa.schema([
@@ -55,6 +65,7 @@ DUPLICATES = pa.schema([
     ("kept_id", pa.string()),          # the page kept in its place
     ("kind", pa.string()),             # exact | url | near
     ("similarity", pa.float32()),
+    ("cluster_id", pa.string()),       # page_id of the cluster's earliest page: same for all its members
 ])
 
 # dedup/_decisions/<part id>: the pages rows dedup's plan decided that part drops.
@@ -63,6 +74,7 @@ DEDUP_DECISIONS = pa.schema([
     ("kept_id", pa.string()),          # the page kept in its place
     ("kind", pa.string()),             # exact | url | near
     ("similarity", pa.float32()),
+    ("cluster_id", pa.string()),
 ])
 
 DOCS = pa.schema([
@@ -72,8 +84,13 @@ DOCS = pa.schema([
     ("title", pa.string()),
     ("text", pa.string()),
     ("label", pa.string()),            # null when untagged
-    ("label_source", pa.string()),     # file | rules | model | person, null when untagged
+    ("label_source", pa.string()),     # person | file | rules | model | zero_shot, null when untagged
     ("group", pa.string()),            # a grouping column (site, university, ...) for splits
+    ("label_confidence", pa.float32()),  # the winning vote's confidence (1.0 for person/file/rules)
+    ("label_agreement", pa.float32()),   # share of the doc's votes that agree with its label
+    ("label_votes", pa.string()),      # JSON list of {source, label, confidence}, every labeler's vote
+    ("sample_weight", pa.float32()),   # class-balance weight for training (1.0 = as is; null = 1.0)
+    ("fields", pa.string()),           # unit site: JSON {name, domain_words, tld, titles, texts}; else null
 ])
 
 TFIDF = pa.schema([
@@ -81,6 +98,16 @@ TFIDF = pa.schema([
     ("indices", pa.list_(pa.int32())),  # sparse row: hashed feature ids
     ("values", pa.list_(pa.float32())), # and their L2-normalised TF-IDF weights
 ])
+
+# features/emb/<part>: one dense vector per doc. The width is the encoder's (384 for MiniLM) times
+# the fields encoded apart (features/emb_model/settings.json names both), so the schema is built
+# for it: ``emb_schema(dim)``; every part of one run has the same width.
+def emb_schema(dim: int) -> pa.Schema:
+    return pa.schema([
+        ("doc_id", pa.string()),
+        ("embedding", pa.list_(pa.float32(), dim)),  # fixed-size list: L2-normalised per field, joined
+    ])
+
 
 PREDICTIONS = pa.schema([
     ("doc_id", pa.string()),

@@ -13,8 +13,8 @@ from pagecat.stage import Stage
 STAGE_CLASSES = {
     "crawl": "pagecat.etl.crawl.stage:CrawlStage",
     "parse": "pagecat.etl.parse:ParseStage",
-    "dedup": "pagecat.etl.dedup:DedupStage",
-    "label": "pagecat.etl.label:LabelStage",
+    "dedup": "pagecat.etl.dedup.stage:DedupStage",
+    "label": "pagecat.etl.label.stage:LabelStage",
     "features": "pagecat.features.tfidf:TfidfStage",
     "train": "pagecat.train.stage:TrainStage",
     "predict": "pagecat.train.predict:PredictStage",

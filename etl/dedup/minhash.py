@@ -1,0 +1,263 @@
+"""MinHash signatures and LSH band keys, vectorised with numpy over whole batches of texts.
+
+Nothing here loops over words in Python. For a batch of texts (a pyarrow string array):
+
+1. ``tokenize``: one table lookup over the texts' UTF-8 bytes lower-cases ASCII letters and
+   turns every ASCII byte that is not a letter or digit (and the no-break space) into a space;
+   pyarrow splits on spaces. Bytes of other scripts are word bytes, compared as written (no
+   case folding beyond ASCII). Each distinct token gets a stable 64-bit hash (``hash_strings``:
+   a random-weight linear hash of its bytes, finalised with splitmix64). Python's ``hash()`` is
+   salted per process and never used: signatures must agree between workers and runs.
+2. ``shingle_hashes``: word n-gram hashes from consecutive token hashes (an order-sensitive
+   multiply-add of ``n`` token hashes, finalised); a text shorter than ``n`` words is one
+   shingle of all its words.
+3. ``MinHasher``: one-permutation hashing (Li, Owen & Zhang 2012) with optimal densification
+   (Shrivastava 2017): each shingle is hashed once, to one of ``num_perm`` bins and a 32-bit
+   value; a bin keeps its minimum (``np.minimum.at``), and an empty bin takes the value of the
+   first non-empty bin along a fixed pseudo-random probe sequence. Every position of two
+   signatures is equal with probability equal to the texts' Jaccard similarity, as with
+   ``num_perm`` independent permutations, at the cost of one hash per shingle instead of
+   ``num_perm``.
+
+LSH: ``lsh_params`` picks ``bands`` x ``rows`` as datasketch's MinHashLSH does (minimising the
+equally weighted false-positive and false-negative areas), so both find the same candidates
+at the same threshold; ``band_keys`` hashes each band of a signature to one uint64 key.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+MAX_HASH = np.uint32(0xFFFFFFFF)  # an empty bin; the signature of a text with no words
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MASK64 = 0xFFFFFFFFFFFFFFFF
+# byte -> byte: ASCII letters lower-cased, digits kept, other ASCII a space, non-ASCII kept
+_BYTE_MAP = np.full(256, 0x20, np.uint8)
+_BYTE_MAP[48:58] = np.arange(48, 58)
+_BYTE_MAP[97:123] = np.arange(97, 123)
+_BYTE_MAP[65:91] = np.arange(97, 123)
+_BYTE_MAP[128:] = np.arange(128, 256)
+_DENSIFY_PROBES = 8  # probe rounds per bin before the rotation fallback: x num_perm
+
+
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser, element-wise on uint64 (wrapping arithmetic): a good mix."""
+    x = x.astype(np.uint64, copy=True)
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return x
+
+
+@functools.lru_cache(maxsize=8)
+def _byte_weights(length: int) -> np.ndarray:
+    """Fixed random odd uint64 weights for byte positions 0..length-1 (the same in every process)."""
+    return np.random.default_rng(0x5EED).integers(0, 2**63, size=length, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+
+
+def hash_strings(strings: pa.Array) -> np.ndarray:
+    """Stable 64-bit hashes of a pyarrow string array: (n,) uint64. Equal strings, equal hashes."""
+    strings = pc.cast(strings, pa.large_string()) if strings.type == pa.string() else strings
+    strings = strings.combine_chunks() if isinstance(strings, pa.ChunkedArray) else strings
+    n = len(strings)
+    if n == 0:
+        return np.zeros(0, np.uint64)
+    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int64)[strings.offset:strings.offset + n + 1]
+    data = np.frombuffer(strings.buffers()[2], dtype=np.uint8) if strings.buffers()[2] is not None else (
+        np.zeros(0, np.uint8))
+    lengths = np.diff(offsets)
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    out = lengths.astype(np.uint64) * _GOLDEN
+    if hi > lo:
+        data = data[lo:hi].astype(np.uint64)
+        starts = offsets[:-1] - lo
+        # position of every byte inside its own string
+        pos = np.arange(hi - lo, dtype=np.int64) - np.repeat(starts, lengths)
+        weights = _byte_weights(int(lengths.max()))
+        terms = data * weights[pos]
+        nonempty = lengths > 0
+        out[nonempty] += np.add.reduceat(terms, starts[nonempty])
+    return splitmix64(out)
+
+
+def _as_large_strings(texts) -> pa.LargeStringArray:
+    texts = texts if isinstance(texts, (pa.Array, pa.ChunkedArray)) else pa.array(list(texts), pa.string())
+    texts = pc.fill_null(pc.cast(texts, pa.large_string()), "")
+    return texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+
+
+def tokenize(texts) -> tuple[np.ndarray, np.ndarray]:
+    """Texts (str list or pyarrow strings) to (token hashes (n_tokens,) uint64, offsets
+    (n_texts + 1,) int64). Null texts have no words."""
+    texts = _as_large_strings(texts)
+    n = len(texts)
+    offsets_buf, data_buf = texts.buffers()[1], texts.buffers()[2]
+    data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    mapped = _BYTE_MAP[data]
+    nbsp = np.flatnonzero(data[:-1] == 0xC2)  # U+00A0 is C2 A0 in UTF-8: a space between words
+    nbsp = nbsp[data[nbsp + 1] == 0xA0]
+    mapped[nbsp] = mapped[nbsp + 1] = 0x20
+    cleaned = pa.LargeStringArray.from_buffers(n, offsets_buf, pa.py_buffer(mapped), offset=texts.offset)
+    words = pc.ascii_split_whitespace(cleaned)
+    encoded = pc.dictionary_encode(words.flatten())
+    codes = np.asarray(encoded.indices, dtype=np.int64)
+    token_hash = hash_strings(encoded.dictionary)[codes] if len(codes) else np.zeros(0, np.uint64)
+    offsets = np.asarray(words.offsets, dtype=np.int64)
+    offsets = offsets - offsets[0]
+    # an empty or all-separator text splits into one empty string: drop empty tokens
+    empty = np.flatnonzero(np.asarray(pc.equal(pc.binary_length(encoded.dictionary), 0), dtype=bool))
+    if len(empty):
+        keep = codes != empty[0]
+        return token_hash[keep], np.concatenate([[0], np.cumsum(keep)])[offsets]
+    return token_hash, offsets
+
+
+def shingle_hashes(token_hash: np.ndarray, offsets: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Word n-gram hashes: (shingle hashes (m,) uint64, offsets (n_texts + 1,) int64).
+
+    A shingle's hash depends on its words and their order; a text with fewer than ``n``
+    (but some) words gives one shingle of all of them, an empty text none.
+    """
+    total = len(token_hash)
+    counts = np.diff(offsets)
+    weights = _byte_weights(max(n, 1))
+    # window sums over the whole flat array; windows that cross a text's end are dropped below
+    combined = token_hash * weights[0]
+    for j in range(1, n):
+        combined[:total - j] += token_hash[j:] * weights[j]
+    valid = np.ones(total, bool)
+    for k in range(1, n):  # the last n-1 positions of a text start no full window
+        last = offsets[1:] - k
+        valid[last[last >= offsets[:-1]]] = False
+    short = np.flatnonzero((counts > 0) & (counts < n))
+    if len(short):  # one shingle of all the words of a short text
+        starts = offsets[:-1][short]
+        acc = np.zeros(len(short), np.uint64)
+        for j in range(n - 1):
+            inside = j < counts[short]
+            acc[inside] += token_hash[starts[inside] + j] * weights[j]
+        combined[starts] = acc
+        valid[starts] = True
+    per_doc = np.where(counts >= n, counts - n + 1, (counts > 0).astype(np.int64))
+    return splitmix64(combined[valid]), np.concatenate([[0], np.cumsum(per_doc)]).astype(np.int64)
+
+
+@functools.lru_cache(maxsize=8)
+def _probe_table(num_perm: int, seed: int) -> np.ndarray:
+    """(num_perm, rounds) int64: the bins an empty bin borrows from, in order (never itself)."""
+    rounds = _DENSIFY_PROBES * num_perm
+    base = np.arange(num_perm, dtype=np.uint64)[:, None] * np.uint64(rounds) + np.arange(
+        1, rounds + 1, dtype=np.uint64)[None, :]
+    h = splitmix64(base ^ np.uint64((seed * 0xD6E8FEB86659FD93) & _MASK64))
+    probes = ((h >> np.uint64(32)) * np.uint64(num_perm - 1) >> np.uint64(32)).astype(np.int64)
+    # values 0..num_perm-2, shifted past the bin itself
+    return probes + (probes >= np.arange(num_perm)[:, None])
+
+
+class MinHasher:
+    """Texts to MinHash signatures, shape (n_texts, num_perm), uint32.
+
+    Parameters
+    ----------
+    num_perm : signature length (bins of the one-permutation hash).
+    shingle_words : words per shingle (word n-grams).
+    seed : picks the hash; signatures compare only under the same seed.
+
+    A text with no words gets a row of ``MAX_HASH`` (``is_empty`` tells them apart).
+    """
+
+    def __init__(self, num_perm: int = 128, shingle_words: int = 5, seed: int = 1):
+        self.num_perm = num_perm
+        self.shingle_words = shingle_words
+        self.seed = seed
+
+    def shingles(self, texts) -> tuple[np.ndarray, np.ndarray]:
+        """(shingle hashes (m,) uint64, offsets (n_texts + 1,) int64) of ``texts`` (str list or Arrow)."""
+        return shingle_hashes(*tokenize(texts), self.shingle_words)
+
+    def signatures_from_shingles(self, hashes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """Signatures (n_texts, num_perm) uint32 from shingle hashes grouped by ``offsets``."""
+        p = self.num_perm
+        n_docs = len(offsets) - 1
+        counts = np.diff(offsets)
+        h = splitmix64(hashes ^ np.uint64((self.seed * int(_GOLDEN)) & _MASK64))
+        bins = ((h >> np.uint64(32)) * np.uint64(p) >> np.uint64(32)).astype(np.int64)
+        values = np.minimum(h & np.uint64(0xFFFFFFFF), np.uint64(MAX_HASH) - np.uint64(1)).astype(np.uint32)
+        doc = np.repeat(np.arange(n_docs, dtype=np.int64), counts)
+        sig = np.full(n_docs * p, MAX_HASH, np.uint32)
+        np.minimum.at(sig, doc * p + bins, values)
+        sig = sig.reshape(n_docs, p)
+        self._densify(sig, counts > 0)
+        return sig
+
+    def _densify(self, sig: np.ndarray, has_words: np.ndarray) -> None:
+        """Fill the empty bins of non-empty texts in place (optimal densification, then rotation)."""
+        filled = sig != MAX_HASH
+        empty_doc, empty_bin = np.nonzero(~filled & has_words[:, None])
+        if len(empty_doc) == 0:
+            return
+        source = sig.copy()
+        probes = _probe_table(sig.shape[1], self.seed)
+        for r in range(probes.shape[1]):
+            j = probes[empty_bin, r]
+            hit = filled[empty_doc, j]
+            sig[empty_doc[hit], empty_bin[hit]] = source[empty_doc[hit], j[hit]]
+            empty_doc, empty_bin = empty_doc[~hit], empty_bin[~hit]
+            if len(empty_doc) == 0:
+                return
+        # the rare bin no probe reached: the next non-empty bin to its right (wrapping)
+        for d, i in zip(empty_doc.tolist(), empty_bin.tolist()):
+            order = np.roll(np.arange(sig.shape[1]), -i)
+            sig[d, i] = source[d, order[filled[d, order]][0]]
+
+    def transform(self, texts) -> np.ndarray:
+        """Signatures of ``texts`` (a list of str, or a pyarrow string array): (n, num_perm) uint32."""
+        return self.signatures_from_shingles(*self.shingles(texts))
+
+
+def is_empty(signatures: np.ndarray) -> np.ndarray:
+    """Rows of texts with no words: (n,) bool."""
+    return (signatures == MAX_HASH).all(axis=1)
+
+
+def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Share of equal signature values, row by row: (n,) float32 from two (n, num_perm) arrays."""
+    return (a == b).mean(axis=-1).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=64)
+def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows per band) with bands * rows <= num_perm, minimising the false-positive area
+    below ``threshold`` plus the false-negative area above it: datasketch's choice (equal weights)."""
+    from scipy.integrate import quad
+
+    best, best_error = (1, num_perm), float("inf")
+    for bands in range(1, num_perm + 1):
+        for rows in range(1, num_perm // bands + 1):
+            fp = quad(lambda s, r=rows, b=bands: 1 - (1 - s ** float(r)) ** float(b), 0.0, threshold)[0]
+            fn = quad(lambda s, r=rows, b=bands: (1 - s ** float(r)) ** float(b), threshold, 1.0)[0]
+            if fp * 0.5 + fn * 0.5 < best_error:
+                best, best_error = (bands, rows), fp * 0.5 + fn * 0.5
+    return best
+
+
+def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """One uint64 key per (text, band): (n, bands). Two texts share a key in band ``i`` exactly
+    when their signatures agree on that band's ``rows`` values (up to 64-bit hash collisions);
+    keys of different bands differ."""
+    n = signatures.shape[0]
+    keys = np.empty((n, bands), np.uint64)
+    sig = signatures.astype(np.uint64)
+    weights = _byte_weights(rows)
+    for band in range(bands):
+        acc = np.full(n, np.uint64(((band + 1) * int(_GOLDEN)) & 0xFFFFFFFFFFFFFFFF), np.uint64)
+        for j in range(rows):
+            acc += sig[:, band * rows + j] * weights[j]
+        keys[:, band] = splitmix64(acc)
+    return keys

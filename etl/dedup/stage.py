@@ -1,0 +1,300 @@
+"""The dedup stage: pages in, the pages worth keeping out, every dropped page explained.
+
+Three kinds of duplicate, found together as one clustering:
+
+- **exact**: the same normalised-text hash (``text_hash`` from parse);
+- **url**: the same canonical URL (``pagecat.urls.canonicalize``, the crawler's rules);
+- **near**: MinHash signatures of word n-gram shingles, LSH bands, candidates verified by
+  estimated Jaccard >= ``dedup.threshold``.
+
+Passes (see ``shuffle`` for the group-by):
+
+1. ``run_part`` (one task per pages part): signatures and keys of the part's pages to
+   ``dedup/_sig/<part>.parquet`` and its band rows to ``dedup/_bands/<part>.parquet``.
+2. ``finish``: reducer tasks group the band rows by key (each a slot range of every part) and
+   return candidate edges; the few pages with an edge have their signatures fetched and the
+   near candidates verified; clusters are the connected components of the verified edges and
+   each keeps one page by ``dedup.keep`` (labelled, then longest, then earliest by default).
+3. ``finish`` again, one task per part: the part's kept pages to ``dedup/pages/<part>.parquet``
+   and its dropped pages to ``duplicates/<part>.parquet`` (kept id, similarity to the kept
+   page, kind, cluster id). The manifest's counts are these final ones (in = out + dropped);
+   ``manifest.parts`` keeps pass 1's counts, so a stage killed in pass 1 resumes at the parts
+   not signed yet, and one killed in ``finish`` redoes only ``finish`` (its writes overwrite).
+
+A dropped page's twins leave nothing behind in the kept page, so a train/test split made on
+the deduplicated docs cannot put two members of one cluster on both sides: only one member
+reaches ``docs/`` at all.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pagecat.config import Config
+from pagecat.errors import StageError, UsageError
+from pagecat.runs import Manifest, RunDir
+from pagecat.schemas import DEDUP_DECISIONS, DUPLICATES, PAGES
+from pagecat.stage import Part, Stage
+
+from .clusters import KEEP_CRITERIA, KeepRule, components
+from .minhash import MinHasher, band_keys, estimated_jaccard, hash_strings, is_empty, lsh_params
+from .shuffle import EXACT, EXACT_BAND, NEAR, URL, URL_BAND, band_rows, reduce_slots, slot_ranges, write_band_rows
+
+SIG_DIR = "dedup/_sig"
+BANDS_DIR = "dedup/_bands"
+DECISIONS_DIR = "dedup/_decisions"
+PAGES_DIR = "dedup/pages"
+DUPLICATES_DIR = "duplicates"
+ROW_BITS = 32  # uid = part index << 32 | row
+
+
+def url_keys(urls: pa.Array) -> np.ndarray:
+    """Canonical-URL hashes, (n,) uint64; 0 where the URL is missing or not HTTP(S)-parsable."""
+    from pagecat.urls import MalformedURL, canonicalize
+
+    canon = []
+    for u in urls.to_pylist():
+        try:
+            canon.append(canonicalize(u) if u else None)
+        except MalformedURL:
+            canon.append(None)
+    arr = pa.array(canon, pa.string())
+    keys = hash_strings(arr.fill_null(""))
+    keys[keys == 0] = 1  # 0 means "no key"
+    keys[np.asarray(arr.is_null(), bool)] = 0
+    return keys
+
+
+def text_keys(text_hash: pa.Array) -> np.ndarray:
+    """Hashes of parse's text_hash, (n,) uint64; 0 where it is missing."""
+    keys = hash_strings(text_hash.fill_null(""))
+    keys[keys == 0] = 1  # 0 means "no key"
+    keys[np.asarray(text_hash.is_null(), bool)] = 0
+    return keys
+
+
+def labelled_mask(pages: pa.Table, cfg: Config) -> np.ndarray:
+    """Pages the labels file names (for the ``labelled`` keep rule): (n,) bool."""
+    if "labelled" not in cfg.dedup.keep or not cfg.label.labels:
+        return np.zeros(pages.num_rows, bool)
+    from pagecat.etl.label.keys import KEYS
+    from pagecat.etl.label.labels_file import load_labels
+
+    lookup = load_labels(cfg.label).lookup
+    to_key, column = KEYS[cfg.label.join_on]
+    return np.array([to_key(v) in lookup if v else False for v in pages.column(column).to_pylist()], bool)
+
+
+def sign_part(pages: pa.Table, index: int, cfg: Config) -> tuple[pa.Table, pa.Table]:
+    """Pass 1 for one part: (signature table, band rows table)."""
+    s = cfg.dedup
+    n = pages.num_rows
+    uids = (np.int64(index) << ROW_BITS) | np.arange(n, dtype=np.int64)
+    tkeys = text_keys(pages.column("text_hash").combine_chunks())
+    ukeys = url_keys(pages.column("url").combine_chunks())
+    width = s.num_perm if s.near else 1
+    sig = np.full((n, width), 0xFFFFFFFF, np.uint32)
+    keys = None
+    if s.near:
+        hasher = MinHasher(s.num_perm, s.shingle_words, s.seed)
+        texts = pages.column("text")
+        for lo in range(0, n, s.batch_rows):
+            sig[lo:lo + s.batch_rows] = hasher.transform(texts.slice(lo, s.batch_rows))
+        keys = band_keys(sig, *lsh_params(s.threshold, s.num_perm))
+        keys[is_empty(sig)] = 0
+    extra = {}
+    if s.exact:
+        extra[EXACT_BAND] = tkeys
+    if s.url:
+        extra[URL_BAND] = ukeys
+    bands = band_rows(uids, tkeys, keys, extra)
+    length = pages.column("word_count").fill_null(0).to_numpy().astype(np.int64)
+    sig_table = pa.table({
+        "uid": uids, "page_id": pages.column("page_id"), "length": length,
+        "labelled": labelled_mask(pages, cfg), "text_key": tkeys, "url_key": ukeys,
+        "sig": pa.FixedSizeListArray.from_arrays(pa.array(sig.ravel(), pa.uint32()), width),
+    })
+    return sig_table, bands
+
+
+def read_members(path: str, uids: np.ndarray, *, run: RunDir) -> pa.Table:
+    """The signature rows of ``uids`` from one part's signature file."""
+    t = run.read_part(path)
+    return t.filter(pa.array(np.isin(t.column("uid").to_numpy(), uids)))
+
+
+def apply_part(part_id: str, pages_path: str, decisions_path: str, *, run: RunDir) -> dict[str, int]:
+    """Pass 3 for one part: kept pages and dropped pages written; returns the part's final counts."""
+    pages = run.read_part(pages_path).cast(PAGES)
+    dec = run.read_part(decisions_path).sort_by("row")
+    rows = dec.column("row")
+    dropped = pc.is_in(pa.array(np.arange(pages.num_rows, dtype=np.int64)), value_set=rows.combine_chunks())
+    kept = pages.filter(pc.invert(dropped))
+    dups = pa.table({"page_id": pc.take(pages["page_id"], rows), "url": pc.take(pages["url"], rows),
+                     "kept_id": dec["kept_id"], "kind": dec["kind"], "similarity": dec["similarity"],
+                     "cluster_id": dec["cluster_id"]}, schema=DUPLICATES)
+    run.write_table(run.path(PAGES_DIR, f"{part_id}.parquet"), kept)
+    run.write_table(run.path(DUPLICATES_DIR, f"{part_id}.parquet"), dups)
+    kinds = Counter(dec.column("kind").to_pylist())
+    return {"in": pages.num_rows, "out": kept.num_rows, "rejected": 0, "dropped": dups.num_rows,
+            "exact": kinds.get("exact", 0), "url": kinds.get("url", 0), "near": kinds.get("near", 0)}
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    tables = [t for t in tables if t.num_rows]
+    return pa.concat_tables(tables) if tables else None
+
+
+class DedupStage(Stage):
+    """``pages/`` to ``dedup/pages/`` (schema PAGES) and ``duplicates/`` (schema DUPLICATES)."""
+
+    name = "dedup"
+    sections = ("dedup",)
+    upstream = ("parse",)
+    outputs = ("dedup", "duplicates")
+    unit = "pages"
+
+    def external_inputs(self, cfg: Config, run: RunDir) -> list[str]:
+        # the labels file decides which page a cluster keeps
+        return [cfg.label.labels] if cfg.label.labels and "labelled" in cfg.dedup.keep else []
+
+    def check(self, cfg: Config, run: RunDir) -> None:
+        s = cfg.dedup
+        bad = [c for c in s.keep if c not in KEEP_CRITERIA]
+        if bad:
+            raise UsageError(f"config field dedup.keep: unknown criterion {bad[0]!r}; choose from "
+                             f"{', '.join(KEEP_CRITERIA)}")
+        if not 0 < s.threshold <= 1:
+            raise UsageError(f"config field dedup.threshold: must be in (0, 1], got {s.threshold}")
+        for key in ("num_perm", "shingle_words", "max_bucket_pairs", "rows_per_reducer", "batch_rows"):
+            if getattr(s, key) < 1:
+                raise UsageError(f"config field dedup.{key}: must be at least 1, got {getattr(s, key)}")
+
+    def plan(self, cfg: Config, run: RunDir) -> list[Part]:
+        files = run.list_files("pages", suffix=".parquet")
+        if len(files) >= 2**31:
+            raise UsageError("too many pages parts for dedup's 32-bit part index")
+        return [Part(id=run.part_name("pages", f), inputs=[f], args={"index": i}) for i, f in enumerate(files)]
+
+    @staticmethod
+    def run_part(part: Part, cfg: Config, run: RunDir) -> dict[str, int]:
+        pages = run.read_part(part.inputs[0], columns=sorted({"page_id", "url", "text", "word_count", "text_hash",
+                                                              "domain", "seed_id"}))
+        if pages.num_rows >= 2**ROW_BITS:
+            raise ValueError(f"{pages.num_rows} rows in one part: more than dedup's 32-bit row index")
+        sig, bands = sign_part(pages, part.args["index"], cfg)
+        run.write_table(run.path(SIG_DIR, f"{part.id}.parquet"), sig)
+        write_band_rows(run, run.path(BANDS_DIR, f"{part.id}.parquet"), bands)
+        n = pages.num_rows
+        return {"in": n, "out": n, "rejected": 0, "dropped": 0, "band_rows": bands.num_rows}
+
+    def finish(self, cfg: Config, run: RunDir, client, manifest: Manifest) -> dict[str, Any]:
+        s = cfg.dedup
+        t0 = time.perf_counter()
+        parts = self.plan(cfg, run)
+        band_paths = [run.path(BANDS_DIR, f"{p.id}.parquet") for p in parts]
+        gone = [p for p in band_paths + [run.path(SIG_DIR, f"{q.id}.parquet") for q in parts] if not run.fs.exists(p)]
+        if gone:  # finished once already and cleaned up, but the manifest was not saved
+            raise StageError(self.name, f"{gone[0]} is missing; run `pagecat dedup --force`")
+        total_rows = sum(int(manifest.parts.get(p.id, {}).get("band_rows", 0)) for p in parts)
+        n_workers = max(len(client.scheduler_info().get("workers", {})), 1)
+        ranges = slot_ranges(total_rows, s.rows_per_reducer, min_tasks=n_workers)
+        futures = client.map(reduce_slots, [lo for lo, _ in ranges], [hi for _, hi in ranges], run=run,
+                             paths=band_paths, collapse_exact=s.exact, max_bucket_pairs=s.max_bucket_pairs,
+                             pure=False)
+        edges = [e for e in client.gather(futures) if len(e)]
+        t_group = time.perf_counter()
+        edges = np.unique(np.concatenate(edges), axis=0) if edges else np.zeros((0, 3), np.int64)
+
+        members = self._members(run, client, parts, np.unique(edges[:, :2]))
+        uid = members.column("uid").to_numpy() if members is not None else np.zeros(0, np.int64)
+        order = np.argsort(uid)
+        uid = uid[order]
+        sig = (np.asarray(members.column("sig").combine_chunks().flatten()).reshape(len(uid), -1)[order]
+               if members is not None else np.zeros((0, 1), np.uint32))
+        pos = {"a": np.searchsorted(uid, edges[:, 0]), "b": np.searchsorted(uid, edges[:, 1])}
+        near = edges[:, 2] == NEAR
+        sim = estimated_jaccard(sig[pos["a"]], sig[pos["b"]]) if len(edges) else np.zeros(0, np.float32)
+        verified = ~near | (sim >= np.float32(s.threshold) - np.float32(1e-6))
+        comp_uids, comp = components(edges[verified, :2])
+
+        decisions, n_clusters = self._decide(cfg, members, order, uid, sig, comp_uids, comp)
+        t_cluster = time.perf_counter()
+        for p in parts:
+            mine = decisions.get(p.args["index"], [])
+            run.write_table(run.path(DECISIONS_DIR, f"{p.id}.parquet"),
+                            pa.Table.from_pylist(mine, schema=DEDUP_DECISIONS))
+        final = client.gather(client.map(
+            apply_part, [p.id for p in parts], [p.inputs[0] for p in parts],
+            [run.path(DECISIONS_DIR, f"{p.id}.parquet") for p in parts], run=run, pure=False))
+        t_apply = time.perf_counter()
+        counts: dict[str, int] = {}
+        for c in final:
+            for k, v in c.items():
+                counts[k] = counts.get(k, 0) + v
+        manifest.counts = counts  # the final outcome; manifest.parts keeps pass 1's counts
+        for folder in (BANDS_DIR, SIG_DIR, DECISIONS_DIR):
+            run.remove(folder)
+        bands, rows = lsh_params(s.threshold, s.num_perm) if s.near else (0, 0)
+        return {"clusters": n_clusters, "candidate_pairs": int(near.sum()),
+                "verified_pairs": int((near & verified).sum()), "exact_edges": int((edges[:, 2] == EXACT).sum()),
+                "url_edges": int((edges[:, 2] == URL).sum()), "reducers": len(ranges), "band_rows": total_rows,
+                "lsh_bands": bands, "lsh_rows": rows, "keep": list(s.keep),
+                "final_parts": {p.id: c for p, c in zip(parts, final)},
+                "finish_seconds": {"group_by": round(t_group - t0, 3), "verify_cluster": round(t_cluster - t_group, 3),
+                                   "apply": round(t_apply - t_cluster, 3)}}
+
+    @staticmethod
+    def _members(run: RunDir, client, parts: list[Part], uids: np.ndarray) -> pa.Table | None:
+        """Signature rows of the pages with an edge, fetched from their parts only."""
+        by_part: dict[int, np.ndarray] = {}
+        part_of = uids >> ROW_BITS
+        for idx in np.unique(part_of):
+            by_part[int(idx)] = uids[part_of == idx]
+        if not by_part:
+            return None
+        index = {p.args["index"]: p for p in parts}
+        paths = [run.path(SIG_DIR, f"{index[i].id}.parquet") for i in by_part]
+        return _concat(client.gather(client.map(read_members, paths, list(by_part.values()), run=run,
+                                                pure=False)))
+
+    @staticmethod
+    def _decide(cfg: Config, members: pa.Table | None, order: np.ndarray, uid: np.ndarray, sig: np.ndarray,
+                comp_uids: np.ndarray, comp: np.ndarray) -> tuple[dict[int, list[dict]], int]:
+        """Per part index, the decision rows of its dropped pages; and the number of clusters."""
+        if len(comp_uids) == 0:
+            return {}, 0
+        s = cfg.dedup
+        at = np.searchsorted(uid, comp_uids)
+
+        def col(name: str) -> np.ndarray:
+            return members.column(name).to_numpy(zero_copy_only=False)[order][at]
+
+        page_id, length, labelled = col("page_id"), col("length"), col("labelled")
+        tkey, ukey = col("text_key"), col("url_key")
+        kept = KeepRule(s.keep).kept(comp, comp_uids, length, labelled)
+        kept_at = np.searchsorted(comp_uids, kept)
+        # the cluster id: its earliest page (lowest uid); comp_uids is sorted, so the first seen
+        first_of = {}
+        for c, p in zip(comp, page_id):
+            first_of.setdefault(int(c), p)
+        sim = estimated_jaccard(sig[at], sig[at][kept_at])
+        out: dict[int, list[dict]] = {}
+        for i in np.flatnonzero(comp_uids != kept):
+            k = kept_at[i]
+            if s.exact and tkey[i] != 0 and tkey[i] == tkey[k]:
+                kind, similarity = "exact", 1.0
+            elif s.url and ukey[i] != 0 and ukey[i] == ukey[k]:
+                kind, similarity = "url", float(sim[i]) if s.near else None
+            else:
+                kind, similarity = "near", float(sim[i])
+            out.setdefault(int(comp_uids[i] >> ROW_BITS), []).append({
+                "row": int(comp_uids[i] & ((1 << ROW_BITS) - 1)), "kept_id": page_id[k], "kind": kind,
+                "similarity": similarity, "cluster_id": first_of[int(comp[i])]})
+        return out, int(comp.max()) + 1

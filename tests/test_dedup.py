@@ -1,0 +1,322 @@
+"""dedup: exact, URL and near-duplicate pages on real WebKB text, through the stage runner on a
+LocalCluster (hive-partitioned pages parts, counts, keep rule, resume), and the MinHash + LSH
+pieces on their own, including agreement with datasketch's MinHashLSH."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from lxml import html as lxml_html
+
+from pagecat.config import config_from_dict
+from pagecat.data.webkb import load_sample, split_http_response
+from pagecat.errors import StageError, UsageError
+from pagecat.etl.dedup import KeepRule, MinHasher, NearDuplicateFinder, components, estimated_jaccard, lsh_params
+from pagecat.etl.dedup.minhash import hash_strings, tokenize
+from pagecat.etl.dedup.shuffle import (
+    EXACT,
+    NEAR,
+    band_rows,
+    bucket_edges,
+    read_slot_range,
+    slot_ranges,
+    write_band_rows,
+)
+from pagecat.etl.dedup.stage import DedupStage
+from pagecat.runs import Manifest, RunDir
+from pagecat.schemas import DUPLICATES, PAGES, table
+from pagecat.stage import execute
+
+
+def page_text(raw: bytes) -> str:
+    body = split_http_response(raw)[1]
+    try:
+        return " ".join(lxml_html.fromstring(body).text_content().split())
+    except Exception:  # an empty or unparsable body
+        return ""
+
+
+@pytest.fixture(scope="module")
+def webkb_texts() -> list[tuple[str, str]]:
+    """(url, text) of real WebKB pages with at least 120 words, distinct texts."""
+    out, seen = [], set()
+    for r in load_sample():
+        text = page_text(r["raw"])
+        if len(text.split()) >= 120 and text not in seen:
+            seen.add(text)
+            out.append((r["url"], text))
+        if len(out) == 80:
+            break
+    return out
+
+
+def edit(text: str, rng: random.Random, n_edits: int) -> str:
+    """A few random word substitutions, insertions and deletions: a near-duplicate."""
+    words = text.split()
+    for _ in range(n_edits):
+        i = rng.randrange(len(words))
+        op = rng.choice(("sub", "ins", "del"))
+        if op == "sub":
+            words[i] = f"edit{rng.randrange(10**6)}"
+        elif op == "ins":
+            words.insert(i, f"new{rng.randrange(10**6)}")
+        else:
+            del words[i]
+    return " ".join(words)
+
+
+def page_row(url: str, text: str) -> dict:
+    host = url.split("/")[2].lower()
+    return {"page_id": hashlib.sha1(url.encode()).hexdigest(), "url": url, "host": host,
+            "domain": ".".join(host.split(".")[-2:]), "title": text[:40], "text": text,
+            "word_count": len(text.split()), "http_status": 200,
+            "text_hash": hashlib.sha1(" ".join(text.lower().split()).encode()).hexdigest(),
+            "seed_id": None, "depth": 0, "source": "test", "source_offset": 0}
+
+
+def write_pages(run: RunDir, parts: dict[str, list[dict]]) -> None:
+    for rel, rows in parts.items():
+        run.write_table(run.path("pages", rel), table(rows, PAGES))
+    Manifest(stage="parse", status="complete", config_hash="test", finished_at="now").save(run)
+
+
+@pytest.fixture(scope="module")
+def planted(webkb_texts):
+    """Pages in two hive partitions with known duplicates of every kind."""
+    rng = random.Random(7)
+    base = [page_row(u, t) for u, t in webkb_texts[:40]]
+    a, b = base[:20], base[20:]
+    u0, t0 = webkb_texts[0]
+    extra_a = [
+        page_row("http://mirror.example/copy-of-3", webkb_texts[3][1]),                  # exact copy, same part
+        page_row("http://mirror.example/near-of-5", edit(webkb_texts[5][1], rng, 2)),    # near, same part
+    ]
+    extra_b = [
+        page_row("http://mirror.example/copy-of-25", webkb_texts[25][1]),                # exact, other part
+        page_row("http://mirror.example/near-of-8", edit(webkb_texts[8][1], rng, 3)),    # near, across parts
+        page_row("http://mirror2.example/near-of-8", edit(webkb_texts[8][1], rng, 2)),   # a 3-page cluster
+        # the same page under a tracking parameter, its text changed since (a different page version)
+        page_row(u0.replace("http://", "HTTP://") + ("&" if "?" in u0 else "?") + "utm_source=feed",
+                 webkb_texts[60][1]),
+    ]
+    return {"bucket=0/part-0.parquet": a + extra_a, "bucket=1/part-0.parquet": b + extra_b}
+
+
+def dups_by_url(run: RunDir) -> dict[str, dict]:
+    return {r["url"]: r for r in run.read_dataset("duplicates", schema=DUPLICATES).to_pylist()}
+
+
+def test_dedup_stage_finds_every_kind_and_reconciles(tmp_path, client, planted, webkb_texts):
+    run = RunDir(str(tmp_path / "run"))
+    write_pages(run, planted)
+    cfg = config_from_dict({"dedup": {"rows_per_reducer": 200}})  # several reducer tasks even here
+    m = execute(DedupStage(), cfg, run, client, progress=False)
+    c = m.counts
+    total = sum(len(v) for v in planted.values())
+    assert c["in"] == total and c["in"] == c["out"] + c["rejected"] + c["dropped"]
+    assert m.extra["reducers"] >= 2 and m.extra["lsh_bands"] * m.extra["lsh_rows"] <= 128
+
+    ids = {r["url"]: r["page_id"] for rows in planted.values() for r in rows}
+    urls = [u for u, _ in webkb_texts]
+    url_of = {i: u for u, i in ids.items()}
+    dups = dups_by_url(run)
+    assert dups["http://mirror.example/copy-of-3"]["kind"] == "exact"
+    assert dups["http://mirror.example/copy-of-3"]["kept_id"] == ids[urls[3]]
+    assert dups["http://mirror.example/copy-of-3"]["similarity"] == 1.0
+    assert dups["http://mirror.example/copy-of-25"]["kept_id"] == ids[urls[25]]
+    near5 = dups.get("http://mirror.example/near-of-5")
+    assert near5 is not None and near5["kind"] == "near" and near5["kept_id"] == ids[urls[5]]
+    assert 0.8 <= near5["similarity"] < 1.0
+    # the 3-page cluster keeps the longest page, the edited copies name it and share a cluster id
+    cluster8 = [ids[urls[8]], ids["http://mirror.example/near-of-8"], ids["http://mirror2.example/near-of-8"]]
+    words = {r["page_id"]: r["word_count"] for rows in planted.values() for r in rows}
+    longest = max(cluster8, key=lambda i: (words[i], -cluster8.index(i)))
+    members = [dups[url_of[i]] for i in cluster8 if i != longest]
+    assert len(members) == 2 and {d["kept_id"] for d in members} == {longest}
+    assert {d["cluster_id"] for d in members} == {ids[urls[8]]}  # the earliest page names the cluster
+    # one URL, two versions of the page: the longer one is kept
+    utm = next(u for u in ids if "utm_source" in u)
+    url_dup = [d for d in dups.values() if d["kind"] == "url"]
+    assert len(url_dup) == 1 and {url_dup[0]["page_id"], url_dup[0]["kept_id"]} == {ids[urls[0]], ids[utm]}
+    # nothing else was dropped: the 40 distinct WebKB pages all stay (up to a longer near twin)
+    assert m.counts["dropped"] == len(dups) == 6
+    assert (m.counts["exact"], m.counts["url"], m.counts["near"]) == (2, 1, 3)
+
+    kept = run.read_dataset("dedup", "pages", schema=PAGES)
+    assert kept.num_rows == c["out"] and not set(kept["page_id"].to_pylist()) & {d["page_id"] for d in dups.values()}
+    assert sorted(f.rsplit("/", 1)[-1] for f in run.list_files("dedup", "pages", suffix=".parquet")) == [
+        "bucket=0__part-0.parquet", "bucket=1__part-0.parquet"]
+    assert not run.exists("dedup", "_bands") and not run.exists("dedup", "_sig")
+
+    # unchanged: skipped; near off: only exact and URL duplicates go
+    assert execute(DedupStage(), cfg, run, client, progress=False).finished_at == m.finished_at
+    cfg.dedup.near = False
+    m2 = execute(DedupStage(), cfg, run, client, progress=False)
+    assert (m2.counts["exact"], m2.counts["url"], m2.counts["near"]) == (2, 1, 0)
+
+
+def test_labelled_page_is_kept_first(tmp_path, client, planted):
+    run = RunDir(str(tmp_path / "run"))
+    write_pages(run, planted)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("url,label\nhttp://mirror.example/copy-of-3,course\n")
+    cfg = config_from_dict({"dedup": {"near": False}, "label": {"labels": str(labels)}})
+    execute(DedupStage(), cfg, run, client, progress=False)
+    dups = dups_by_url(run)
+    assert "http://mirror.example/copy-of-3" not in dups  # the labelled copy stays, the original goes
+    original = [d for d in dups.values() if d["kind"] == "exact" and d["page_id"] != d["kept_id"]]
+    assert any(d["kept_id"] == hashlib.sha1(b"http://mirror.example/copy-of-3").hexdigest() for d in original)
+
+
+class FailingDedup(DedupStage):
+    """Pass 1 fails on one part, as a worker killed mid-stage would leave it."""
+
+    @staticmethod
+    def run_part(part, cfg, run):
+        if part.id.startswith("bucket=1"):
+            raise RuntimeError("worker lost")
+        return DedupStage.run_part(part, cfg, run)
+
+
+def test_interrupted_dedup_resumes_without_duplicates(tmp_path, client, planted):
+    run = RunDir(str(tmp_path / "run"))
+    write_pages(run, planted)
+    cfg = config_from_dict({})
+    with pytest.raises(StageError, match="worker lost"):
+        execute(FailingDedup(), cfg, run, client, progress=False)
+    assert list(Manifest.load(run, "dedup").parts) == ["bucket=0__part-0"]
+    m = execute(DedupStage(), cfg, run, client, progress=False)
+    assert m.counts["in"] == m.counts["out"] + m.counts["dropped"]
+    kept = run.read_dataset("dedup", "pages", schema=PAGES)["page_id"].to_pylist()
+    assert len(kept) == len(set(kept)) == m.counts["out"]
+    assert len(run.read_dataset("duplicates", schema=DUPLICATES)) == m.counts["dropped"] == 6
+
+
+def test_bad_dedup_config_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="dedup.keep: unknown criterion 'newest'"):
+        DedupStage().check(config_from_dict({"dedup": {"keep": ["newest"]}}), RunDir(str(tmp_path)))
+    with pytest.raises(UsageError, match="dedup.threshold"):
+        DedupStage().check(config_from_dict({"dedup": {"threshold": 1.5}}), RunDir(str(tmp_path)))
+
+
+# -- the pieces ---------------------------------------------------------------------------------
+def test_tokens_and_hashes_are_stable_across_processes():
+    texts = ["Hello, World! héllo   world", None, "", "a"]
+    hashes, offsets = tokenize(pa.array(texts))
+    assert offsets.tolist() == [0, 4, 4, 4, 5]
+    assert hashes[1] == hashes[3] and hashes[0] != hashes[2]  # "world" twice; "hello" != "héllo"
+    code = ("from pagecat.etl.dedup import MinHasher; "
+            "print(MinHasher(16, 2).transform(['the quick brown fox jumps']).tolist())")
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={"PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    assert len(outs) == 1
+    assert MinHasher(16, 2).transform(["the quick brown fox jumps"]).tolist() == eval(outs.pop())
+    assert hash_strings(pa.array(["abc", "abd", "abc"])).tolist()[0::2] == [hash_strings(pa.array(["abc"]))[0]] * 2
+
+
+def test_minhash_estimates_jaccard(webkb_texts):
+    rng = random.Random(3)
+    hasher = MinHasher(256, 3)
+    errors = []
+    for _, text in webkb_texts[:40]:
+        other = edit(text, rng, rng.randrange(1, 15))
+
+        def shingles(t):
+            w = t.lower().split()
+            return {tuple(w[i:i + 3]) for i in range(len(w) - 2)}
+        a, b = shingles(text), shingles(other)
+        sig = hasher.transform([text, other])
+        errors.append(float(estimated_jaccard(sig[0], sig[1])) - len(a & b) / len(a | b))
+    assert abs(np.mean(errors)) < 0.03 and np.std(errors) < 0.05
+    empty = hasher.transform(["", "   ...  "])
+    assert (empty == 0xFFFFFFFF).all()
+
+
+def test_lsh_params_match_datasketch():
+    from datasketch import MinHashLSH
+
+    for threshold, num_perm in ((0.8, 128), (0.5, 64), (0.9, 256)):
+        lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        assert lsh_params(threshold, num_perm) == (lsh.b, lsh.r)
+
+
+def test_pairs_agree_with_datasketch(webkb_texts):
+    """Planted near-duplicates: pagecat's pairs and datasketch's MinHashLSH agree; distinct pages
+    are never paired."""
+    from datasketch import MinHash, MinHashLSH
+
+    rng = random.Random(11)
+    texts = [t for _, t in webkb_texts[:60]]
+    planted = set()
+    for i in range(0, 30):
+        texts.append(edit(texts[i], rng, rng.randrange(1, 4)))
+        planted.add((i, len(texts) - 1))
+    threshold, num_perm, k = 0.7, 128, 5
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    sketches = []
+    for i, t in enumerate(texts):
+        words = t.lower().split()
+        m = MinHash(num_perm=num_perm, seed=1)
+        m.update_batch([" ".join(words[j:j + k]).encode() for j in range(max(len(words) - k + 1, 1))])
+        lsh.insert(i, m)
+        sketches.append(m)
+    theirs = {tuple(sorted((i, j))) for i, m in enumerate(sketches) for j in lsh.query(m) if i != j}
+
+    finder = NearDuplicateFinder(threshold=threshold, num_perm=num_perm, shingle_words=k, verify=False).fit(texts)
+    ours = {tuple(p) for p in finder.pairs_.tolist()}
+    assert len(ours & theirs) / len(ours | theirs) >= 0.9
+    assert len(ours & planted) >= 0.95 * len(planted)
+    verified = {tuple(p) for p in NearDuplicateFinder(threshold=threshold, num_perm=num_perm,
+                                                      shingle_words=k).fit(texts).pairs_.tolist()}
+    assert len(verified & planted) >= 0.9 * len(planted)
+
+    # clear non-duplicates are never paired (WebKB itself holds a few real near-duplicates)
+    def jaccard(i, j):
+        a, b = ({tuple(t.lower().split()[x:x + k]) for x in range(len(t.split()) - k + 1)}
+                for t in (texts[i], texts[j]))
+        return len(a & b) / len(a | b)
+    assert all(jaccard(i, j) >= threshold - 0.15 for i, j in verified)
+    assert all(jaccard(i, j) >= 0.3 for i, j in ours)
+
+
+def test_band_rows_group_by_slot_range(tmp_path):
+    run = RunDir(str(tmp_path))
+    rng = np.random.default_rng(0)
+    keys = rng.integers(1, 2**63, size=(500, 4), dtype=np.uint64).astype(np.uint64)
+    keys[10] = keys[3]  # page 10 shares every band with page 3
+    uids = np.arange(500, dtype=np.int64)
+    text_keys = np.arange(1, 501, dtype=np.uint64)
+    t = band_rows(uids, text_keys, keys, extra={-1: np.where(uids == 7, text_keys[2], text_keys)})
+    path = run.path("b.parquet")
+    write_band_rows(run, path, t)
+    ranges = slot_ranges(t.num_rows, 300)
+    assert len(ranges) >= 7 and ranges[0][0] == 0 and ranges[-1][1] == 1 << 16
+    pieces = [read_slot_range(run, [path], lo, hi) for lo, hi in ranges]
+    assert sum(p.num_rows for p in pieces) == t.num_rows
+    edges = np.concatenate([bucket_edges(p, True, 50) for p in pieces])
+    # one bucket per band: the pair shows up once per band (finish takes the unique edges)
+    assert sorted(set(map(tuple, edges.tolist()))) == [(2, 7, EXACT), (3, 10, NEAR)]
+
+
+def test_big_buckets_become_stars_and_clusters_keep_by_rule():
+    t = band_rows(np.arange(6, dtype=np.int64), np.arange(1, 7, dtype=np.uint64),
+                  np.full((6, 1), 99, np.uint64))
+    assert len(bucket_edges(t, True, 50)) == 15  # every pair
+    star = bucket_edges(t, True, 3)
+    assert star[:, 0].tolist() == [0] * 5 and star[:, 1].tolist() == [1, 2, 3, 4, 5]
+    uids, comp = components(np.array([[1, 2], [2, 3], [7, 8]]))
+    assert uids.tolist() == [1, 2, 3, 7, 8] and len(set(comp[:3])) == 1 and comp[3] == comp[4] != comp[0]
+    length = np.array([10, 30, 30, 5, 5])
+    labelled = np.array([False, False, False, False, True])
+    assert KeepRule().kept(comp, uids, length, labelled).tolist() == [2, 2, 2, 8, 8]
+    assert KeepRule(["earliest"]).kept(comp, uids, length, labelled).tolist() == [1, 1, 1, 7, 7]
+    assert KeepRule(["longest"]).kept(comp, uids, length, labelled).tolist() == [2, 2, 2, 7, 7]
+    with pytest.raises(ValueError, match="unknown keep criteria"):
+        KeepRule(["newest"])
