@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import time
-from pathlib import Path
 
 import pytest
-from warcio.statusandheaders import StatusAndHeaders
-from warcio.warcwriter import WARCWriter
+from test_parse import pages_of, rejects_of, run_parse, write_warc
 
 from pagecat.config import config_from_dict
 from pagecat.data.webkb import load_sample
@@ -16,47 +13,9 @@ from pagecat.errors import UsageError
 from pagecat.etl.parse.decode import decode_html
 from pagecat.etl.parse.extract import HtmlExtractor, max_depth_estimate
 from pagecat.etl.parse.lang import detect_language
-from pagecat.etl.parse.stage import ParseStage
 from pagecat.etl.parse.writer import domain_bucket
-from pagecat.runs import RunDir
-from pagecat.schemas import PAGES, REJECTS
 
 WORDS = " ".join(f"word{i}" for i in range(40))
-
-
-def write_warc(path: Path, records: list[dict]) -> list[int]:
-    offsets = []
-    with open(path, "wb") as f:
-        w = WARCWriter(f, gzip=True)
-        for r in records:
-            http = StatusAndHeaders(f"{r.get('status', 200)} X", r.get("headers", [("Content-Type", "text/html")]),
-                                    protocol="HTTP/1.0")
-            offsets.append(f.tell())
-            w.write_record(w.create_warc_record(r["url"], "response", payload=io.BytesIO(r["body"]),
-                                                http_headers=http, warc_headers_dict=r.get("warc_headers", {})))
-    return offsets
-
-
-def run_parse(tmp_path: Path, inputs: list[str], **parse) -> tuple[RunDir, dict]:
-    cfg = config_from_dict({"parse": {"inputs": inputs, **parse}})
-    run = RunDir(str(tmp_path / "run"))
-    stage = ParseStage()
-    stage.check(cfg, run)
-    total = {"in": 0, "out": 0, "rejected": 0, "dropped": 0}
-    for part in stage.plan(cfg, run):
-        counts = stage.run_part(part, cfg, run)
-        assert counts["in"] == counts["out"] + counts["rejected"] + counts["dropped"], part.id
-        for k in total:
-            total[k] += counts[k]
-    return run, total
-
-
-def pages_of(run: RunDir) -> list[dict]:
-    return run.read_dataset("pages", schema=PAGES).to_pylist()
-
-
-def rejects_of(run: RunDir) -> list[dict]:
-    return run.read_dataset("rejects", "parse", schema=REJECTS).to_pylist()
 
 
 # -- fields ------------------------------------------------------------------------------
