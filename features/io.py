@@ -11,6 +11,7 @@ import hashlib
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import safetensors.numpy
 import scipy.sparse as sp
 
@@ -34,6 +35,12 @@ def docs_parts(run: RunDir) -> dict[str, str]:
     version = docs_version(run)
     paths = run.list_files("docs", version, suffix=".parquet")
     return {p.rsplit("/", 1)[-1].removesuffix(".parquet"): p for p in paths}
+
+
+def parquet_columns(run: RunDir, path: str) -> list[str]:
+    """Column names of a Parquet part, from its footer (optional docs columns: fields, weights)."""
+    with run.fs.open(path, "rb") as fh:
+        return pq.ParquetFile(fh).schema_arrow.names
 
 
 # -- sparse rows <-> Arrow ------------------------------------------------------------------

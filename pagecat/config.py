@@ -266,7 +266,7 @@ CHOICES = {
     "label.join_on": ("url", "url_id", "domain"),
     "label.balance": ("none", "cap", "oversample", "weights", "ratio"),
 }
-MODEL_NAMES = ("xgboost", "linear", "xgboost_emb", "linear_emb", "transformer", "charcnn")
+MODEL_NAMES = ("xgboost", "linear", "xgboost_emb", "linear_emb", "transformer", "charcnn", "ensemble")
 
 
 def _type_name(tp: Any) -> str:

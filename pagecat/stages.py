@@ -15,7 +15,7 @@ STAGE_CLASSES = {
     "parse": "pagecat.etl.parse:ParseStage",
     "dedup": "pagecat.etl.dedup.stage:DedupStage",
     "label": "pagecat.etl.label.stage:LabelStage",
-    "features": "pagecat.features.tfidf:TfidfStage",
+    "features": "pagecat.features.stage:FeaturesStage",
     "train": "pagecat.train.stage:TrainStage",
     "predict": "pagecat.train.predict:PredictStage",
     "report": "pagecat.report.stage:ReportStage",

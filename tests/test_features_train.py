@@ -24,17 +24,8 @@ from pagecat.config import config_from_dict
 from pagecat.data.webkb import load_sample, split_http_response
 from pagecat.errors import StageError, UsageError
 from pagecat.features.io import csr_to_table, table_to_csr
-from pagecat.features.tfidf import (
-    DF_DIR,
-    MODEL_DIR,
-    TfidfModel,
-    TfidfStage,
-    _read_df,
-    _weight_part,
-    doc_text,
-    load_fitted,
-    read_tfidf,
-)
+from pagecat.features.stage import FeaturesStage, _read_df, _weight_part
+from pagecat.features.tfidf import DF_DIR, MODEL_DIR, TfidfModel, doc_text, load_fitted, read_tfidf
 from pagecat.runs import Manifest, RunDir
 from pagecat.schemas import DOCS, PREDICTIONS, table
 from pagecat.stage import execute
@@ -104,7 +95,7 @@ def pipeline(tmp_path_factory, docs, client):
     write_docs(run, docs)
     cfg = small_config(root)
     manifests = {stage.name: execute(stage, cfg, run, client, progress=False)
-                 for stage in (TfidfStage(), TrainStage(), PredictStage())}
+                 for stage in (FeaturesStage(), TrainStage(), PredictStage())}
     return run, cfg, manifests
 
 
@@ -220,7 +211,7 @@ def test_features_finish_resumes_after_the_model_was_saved(pipeline, tmp_path, d
     done, cfg, manifests = pipeline
     run = RunDir(str(tmp_path))
     write_docs(run, docs)
-    stage = TfidfStage()
+    stage = FeaturesStage()
     parts = stage.plan(cfg, run)
     manifest = Manifest(stage="features", parts={p.id: stage.run_part(p, cfg, run) for p in parts})
     model = TfidfModel.from_settings(cfg.features.tfidf)
@@ -268,7 +259,7 @@ def test_comparison_has_both_models_with_sane_metrics(pipeline, docs):
 def test_loaded_models_reproduce_their_held_out_accuracy(pipeline):
     run, cfg, _ = pipeline
     tfidf = load_fitted(run)
-    data = load_labelled(run, tfidf.n_features)
+    data = load_labelled(run, "tfidf", cfg)
     for name in ("xgboost", "linear"):
         stored = load_model(run, name, features=tfidf.settings())
         card = stored.card
@@ -334,6 +325,6 @@ def test_class_with_one_example_is_a_clear_error(tmp_path, docs, client):
     run = RunDir(str(tmp_path))
     write_docs(run, few, n_parts=2)
     cfg = small_config(tmp_path)
-    execute(TfidfStage(), cfg, run, client, progress=False)
+    execute(FeaturesStage(), cfg, run, client, progress=False)
     with pytest.raises(StageError, match="class 'staff' \\(1 doc\\): fewer than 2 tagged docs"):
         execute(TrainStage(), cfg, run, client, progress=False)

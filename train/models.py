@@ -1,13 +1,14 @@
-"""The classifiers, scikit-learn style, each saving itself in a safe format.
+"""The feature-based classifiers (linear, XGBoost), scikit-learn style, each saving itself in a
+safe format.
 
-Every classifier takes TF-IDF rows ``X`` (n_docs, n_features) CSR and class indices ``y``
-(n_docs,) int in ``0..n_classes-1``; ``predict_proba`` gives (n_docs, n_classes) float32.
-``fit`` may use a validation split (``X_val``, ``y_val``) for early stopping or tuning.
+Every classifier takes ``X`` (TF-IDF rows, (n_docs, width) CSR, or embeddings, (n_docs, dim)
+float32; its ``input`` says which) and class indices ``y`` (n_docs,) int in ``0..n_classes-1``;
+``predict_proba`` gives (n_docs, n_classes) float32. ``fit`` may use a validation split
+(``X_val``, ``y_val``) for early stopping or tuning, and per-doc ``sample_weight``.
 ``save(fs, folder)`` returns the file names it wrote (the model store hashes them);
 ``load(fs, folder)`` rebuilds the model from them without unpickling anything.
-
-A new model kind (char-CNN, transformer, ...) is one more class here and one more entry in
-``MODEL_KINDS``.
+The models that read text themselves (transformer, char-CNN) are in ``neural.py``; every
+kind is registered in ``registry.py``.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 import xgboost as xgb
+from scipy.optimize import minimize_scalar
 from sklearn.feature_selection import chi2
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
 
-from pagecat.config import TrainSettings
 from pagecat.features.io import load_arrays, read_bytes, save_arrays
 from pagecat.runs import write_bytes_atomic
 
@@ -33,60 +33,89 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-class LinearTextClassifier:
-    """Multinomial logistic regression (saga, balanced class weights).
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """The T minimising the log-loss of softmax(logits / T) on held-out docs (temperature
+    scaling, Guo et al. 2017): one number, so accuracy is unchanged and confidence honest."""
+    if len(y) == 0:
+        return 1.0
+    def nll(log_t: float) -> float:
+        p = softmax(logits / np.exp(log_t))
+        return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None))))
+    best = minimize_scalar(nll, bounds=(np.log(0.02), np.log(50.0)), method="bounded")
+    return float(np.exp(best.x))
 
-    With more than one ``C`` in ``c_grid`` and a validation split, ``C`` is the one with the
-    best validation macro-F1; the final model is then refitted on train + validation.
-    Saved as ``coef`` (n_classes, n_features) and ``intercept`` (n_classes,) in safetensors.
+
+class LinearTextClassifier:
+    """Multinomial logistic regression, calibrated on the validation split.
+
+    With a validation split, each ``C`` of ``c_grid`` is fitted on the fit split and scored by
+    validation log-loss after temperature scaling; the best ``C`` is refitted on fit +
+    validation and keeps its temperature. No class re-weighting unless ``sample_weight`` asks:
+    balanced weights skew the probabilities. ``X`` is TF-IDF CSR or dense embeddings.
+    Saved as ``coef`` (n_classes, n_features), ``intercept`` (n_classes,) in safetensors.
     """
 
     kind = "linear"
 
-    def __init__(self, c_grid: tuple[float, ...] = (1.0, 10.0, 100.0), max_iter: int = 1000, seed: int = 0):
+    def __init__(self, c_grid: tuple[float, ...] = (1.0, 10.0, 100.0), max_iter: int = 1000, seed: int = 0,
+                 input: str = "tfidf"):
         self.c_grid = tuple(c_grid)
         self.max_iter = max_iter
         self.seed = seed
+        self.input = input
 
     def get_params(self) -> dict[str, Any]:
-        return {"c_grid": list(self.c_grid), "max_iter": self.max_iter, "seed": self.seed}
+        return {"c_grid": list(self.c_grid), "max_iter": self.max_iter, "seed": self.seed, "input": self.input}
 
     def _estimator(self, c: float) -> LogisticRegression:
-        return LogisticRegression(C=c, solver="saga", class_weight="balanced", max_iter=self.max_iter,
-                                  random_state=self.seed)
+        return LogisticRegression(C=c, solver="saga", tol=1e-3, max_iter=self.max_iter, random_state=self.seed)
 
-    def fit(self, X: sp.csr_matrix, y: np.ndarray, X_val: sp.csr_matrix | None = None,
-            y_val: np.ndarray | None = None) -> LinearTextClassifier:
-        self.scores_: dict[float, float] = {}
-        best_c = self.c_grid[0]
-        if len(self.c_grid) > 1 and X_val is not None and X_val.shape[0] > 0:
-            for c in self.c_grid:
-                pred = self._estimator(c).fit(X, y).predict(X_val)
-                self.scores_[c] = float(f1_score(y_val, pred, average="macro", zero_division=0))
-            best_c = max(self.c_grid, key=lambda c: self.scores_[c])  # first of equals: the smallest C
-        if X_val is not None and X_val.shape[0] > 0:
-            X, y = sp.vstack([X, X_val], format="csr"), np.concatenate([y, y_val])
-        est = self._estimator(best_c).fit(X, y)
-        self.C_ = best_c
-        self.classes_ = est.classes_.astype(np.int64)
+    @staticmethod
+    def _weights(est: LogisticRegression) -> tuple[np.ndarray, np.ndarray]:
         coef, intercept = est.coef_, est.intercept_
         if coef.shape[0] == 1:  # binary: sklearn keeps one row (class 1 vs 0); softmax needs both
             coef, intercept = np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
-        self.coef_ = coef.astype(np.float32)
-        self.intercept_ = intercept.astype(np.float32)
+        return coef.astype(np.float32), intercept.astype(np.float32)
+
+    def fit(self, X, y: np.ndarray, X_val=None, y_val: np.ndarray | None = None,
+            sample_weight: np.ndarray | None = None, sample_weight_val: np.ndarray | None = None
+            ) -> LinearTextClassifier:
+        self.scores_: dict[float, float] = {}
+        has_val = X_val is not None and X_val.shape[0] > 0
+        best_c, temperature = self.c_grid[0], 1.0
+        if has_val:
+            temps = {}
+            for c in self.c_grid:
+                est = self._estimator(c).fit(X, y, sample_weight=sample_weight)
+                logits = est.decision_function(X_val)
+                logits = np.column_stack([-logits / 2, logits / 2]) if logits.ndim == 1 else logits
+                temps[c] = fit_temperature(logits, y_val)
+                p = softmax(logits / temps[c])
+                self.scores_[c] = float(-np.mean(np.log(np.clip(p[np.arange(len(y_val)), y_val], 1e-12, None))))
+            best_c = min(self.c_grid, key=lambda c: self.scores_[c])  # first of equals: the smallest C
+            temperature = temps[best_c]
+            X = sp.vstack([X, X_val], format="csr") if sp.issparse(X) else np.vstack([X, X_val])
+            y = np.concatenate([y, y_val])
+            if sample_weight is not None:
+                sample_weight = np.concatenate([sample_weight, sample_weight_val if sample_weight_val is not None
+                                                else np.ones(len(y_val))])
+        est = self._estimator(best_c).fit(X, y, sample_weight=sample_weight)
+        self.C_, self.temperature_ = best_c, temperature
+        self.classes_ = est.classes_.astype(np.int64)
+        self.coef_, self.intercept_ = self._weights(est)
         return self
 
-    def decision_function(self, X: sp.csr_matrix) -> np.ndarray:
+    def decision_function(self, X) -> np.ndarray:
         return np.asarray(X @ self.coef_.T) + self.intercept_
 
-    def predict_proba(self, X: sp.csr_matrix) -> np.ndarray:
-        return softmax(self.decision_function(X)).astype(np.float32)
+    def predict_proba(self, X) -> np.ndarray:
+        return softmax(self.decision_function(X) / self.temperature_).astype(np.float32)
 
     def save(self, fs, folder: str) -> list[str]:
         save_arrays(fs, f"{folder}/linear.safetensors",
                     {"coef": self.coef_, "intercept": self.intercept_, "classes": self.classes_})
-        write_bytes_atomic(fs, f"{folder}/linear.json",
-                           json.dumps({"params": self.get_params(), "C": self.C_}, indent=2).encode())
+        write_bytes_atomic(fs, f"{folder}/linear.json", json.dumps(
+            {"params": self.get_params(), "C": self.C_, "temperature": self.temperature_}, indent=2).encode())
         return ["linear.safetensors", "linear.json"]
 
     @classmethod
@@ -95,7 +124,7 @@ class LinearTextClassifier:
         model = cls(**{**meta["params"], "c_grid": tuple(meta["params"]["c_grid"])})
         arrays = load_arrays(read_bytes(fs, f"{folder}/linear.safetensors"))
         model.coef_, model.intercept_, model.classes_ = arrays["coef"], arrays["intercept"], arrays["classes"]
-        model.C_ = meta["C"]
+        model.C_, model.temperature_ = meta["C"], meta["temperature"]
         return model
 
 
@@ -117,7 +146,8 @@ def select_columns(X: sp.csr_matrix, y: np.ndarray, min_df: int, max_features: i
 
 
 class XGBoostTextClassifier:
-    """Gradient-boosted trees (``xgboost.XGBClassifier``, hist) on selected TF-IDF columns.
+    """Gradient-boosted trees (``xgboost.XGBClassifier``, hist) on selected TF-IDF columns or on
+    dense embeddings (every column kept).
 
     Early stopping watches the validation split; the saved booster keeps only the trees up
     to the best round, so a loaded model predicts exactly like the fitted one.
@@ -128,7 +158,7 @@ class XGBoostTextClassifier:
 
     def __init__(self, n_estimators: int = 300, max_depth: int = 6, learning_rate: float = 0.1,
                  early_stopping_rounds: int = 20, max_features: int = 20000, min_df: int = 2,
-                 n_jobs: int = 1, seed: int = 0):
+                 n_jobs: int = 1, seed: int = 0, input: str = "tfidf"):
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.learning_rate = learning_rate
@@ -137,29 +167,39 @@ class XGBoostTextClassifier:
         self.min_df = min_df
         self.n_jobs = n_jobs
         self.seed = seed
+        self.input = input
 
     def get_params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("n_estimators", "max_depth", "learning_rate",
                                                "early_stopping_rounds", "max_features", "min_df",
-                                               "n_jobs", "seed")}
+                                               "n_jobs", "seed", "input")}
 
-    def fit(self, X: sp.csr_matrix, y: np.ndarray, X_val: sp.csr_matrix | None = None,
-            y_val: np.ndarray | None = None) -> XGBoostTextClassifier:
-        self.columns_ = select_columns(X, y, self.min_df, self.max_features)
+    def _columns(self, X):
+        return X[:, self.columns_] if sp.issparse(X) else np.asarray(X, np.float32)
+
+    def fit(self, X, y: np.ndarray, X_val=None, y_val: np.ndarray | None = None,
+            sample_weight: np.ndarray | None = None, sample_weight_val: np.ndarray | None = None
+            ) -> XGBoostTextClassifier:
+        if sp.issparse(X):
+            self.columns_ = select_columns(X, y, self.min_df, self.max_features)
+        else:  # dense embeddings: every dimension carries signal, none to select
+            self.columns_ = np.arange(X.shape[1], dtype=np.int32)
         has_val = X_val is not None and X_val.shape[0] > 0
         clf = xgb.XGBClassifier(tree_method="hist", n_estimators=self.n_estimators, max_depth=self.max_depth,
                                 learning_rate=self.learning_rate, n_jobs=self.n_jobs, random_state=self.seed,
                                 early_stopping_rounds=self.early_stopping_rounds if has_val else None)
-        eval_set = [(X_val[:, self.columns_], y_val)] if has_val else None
-        clf.fit(X[:, self.columns_], y, eval_set=eval_set, verbose=False)
+        eval_set = [(self._columns(X_val), y_val)] if has_val else None
+        clf.fit(self._columns(X), y, eval_set=eval_set, verbose=False, sample_weight=sample_weight,
+                sample_weight_eval_set=[sample_weight_val] if has_val and sample_weight_val is not None else None)
         booster = clf.get_booster()
         self.best_iteration_ = int(clf.best_iteration) if has_val else self.n_estimators - 1
         self.booster_ = booster[: self.best_iteration_ + 1]
         self.classes_ = clf.classes_.astype(np.int64)
         return self
 
-    def predict_proba(self, X: sp.csr_matrix) -> np.ndarray:
-        p = self.booster_.inplace_predict(X[:, self.columns_].tocsr(), validate_features=False)
+    def predict_proba(self, X) -> np.ndarray:
+        cols = self._columns(X)
+        p = self.booster_.inplace_predict(cols.tocsr() if sp.issparse(cols) else cols, validate_features=False)
         p = np.asarray(p, dtype=np.float32)
         return np.column_stack([1 - p, p]) if p.ndim == 1 else p  # binary objective gives P(class 1)
 
@@ -182,19 +222,3 @@ class XGBoostTextClassifier:
         model.columns_, model.classes_ = arrays["columns"], arrays["classes"]
         model.best_iteration_ = meta["best_iteration"]
         return model
-
-
-MODEL_KINDS = {"linear": LinearTextClassifier, "xgboost": XGBoostTextClassifier}
-
-
-def build_model(name: str, settings: TrainSettings):
-    """An unfitted classifier for the model name in ``train.models``, from its settings."""
-    if name == "linear":
-        s = settings.linear
-        return LinearTextClassifier(c_grid=tuple(s.c_grid), max_iter=s.max_iter, seed=settings.seed)
-    if name == "xgboost":
-        s = settings.xgboost
-        return XGBoostTextClassifier(n_estimators=s.n_estimators, max_depth=s.max_depth,
-                                     learning_rate=s.learning_rate, early_stopping_rounds=s.early_stopping_rounds,
-                                     max_features=s.max_features, seed=settings.seed)
-    raise ValueError(f"unknown model {name!r}; known: {', '.join(MODEL_KINDS)}")

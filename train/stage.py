@@ -1,8 +1,10 @@
 """The train stage: every model in ``train.models`` on the tagged docs, one Part per model.
 
-Each part (on a worker) loads the tagged docs' TF-IDF rows, makes the same seeded stratified
-train/test split, carves a validation split from the train part (early stopping, tuning C),
-fits, measures on the held-out test split and saves to the model store. ``finish`` writes
+Each part (on a worker) loads the tagged docs' input for its model (TF-IDF rows, embeddings
+or text), makes the same seeded train/test split (stratified, or grouped by
+``train.group_by``), carves a validation split from the train part (early stopping, C,
+temperature), fits with the docs' weights, measures on the held-out test split and saves to
+the model store. ``finish`` writes
 ``models/comparison.json`` and picks the best model by macro-F1.
 """
 
@@ -16,22 +18,51 @@ from distributed import Client
 
 from pagecat.config import Config
 from pagecat.errors import UsageError
+from pagecat.features.embeddings import EMBEDDING_MODELS
 from pagecat.features.io import docs_version
-from pagecat.features.tfidf import load_fitted
 from pagecat.runs import Manifest, RunDir
 from pagecat.stage import Part, Stage
 
-from .data import check_trainable, load_labelled, read_labels, stratified_split, validation_split
+from .data import (
+    GROUP_BY,
+    check_trainable,
+    class_weights,
+    feature_settings,
+    group_keys,
+    grouped_split,
+    load_labelled,
+    read_labels,
+    stratified_split,
+    validation_split,
+)
 from .metrics import classification_metrics
-from .models import build_model
+from .registry import MODEL_INPUT, build_model
 from .store import COMPARISON, load_card, save_model
 
 HEADLINE = ("accuracy", "macro_f1", "top3_accuracy", "ece", "train_seconds", "predict_docs_per_s",
             "n_train", "n_test")
 
 
+def take(X, idx: np.ndarray):
+    """Rows ``idx`` of a model input: a matrix, or a list of docs' fields."""
+    return [X[i] for i in idx] if isinstance(X, list) else X[idx]
+
+
+def split_indices(data, y: np.ndarray, cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fit, validation, test) indices: the same for every model of a run (seeded), grouped when
+    ``train.group_by`` says so (the validation split is carved from the train side by class)."""
+    t = cfg.train
+    groups = group_keys(data, t.group_by)
+    if groups is None:
+        train, test = stratified_split(y, t.test_size, t.seed)
+    else:
+        train, test = grouped_split(y, groups, t.test_size, t.seed)
+    fit, val = validation_split(y[train], t.validation_size, t.seed)
+    return train[fit], train[val], test
+
+
 class TrainStage(Stage):
-    """features/tfidf/ + docs labels -> models/<name>/ and models/comparison.json."""
+    """features/ + docs labels -> models/<name>/ and models/comparison.json."""
 
     name = "train"
     sections = ("train", "features")
@@ -48,6 +79,20 @@ class TrainStage(Stage):
                              f"got {t.linear.c_grid}")
         if t.xgboost.max_features < 1 or t.xgboost.n_estimators < 1:
             raise UsageError("config fields train.xgboost.max_features and n_estimators: must be at least 1")
+        if t.group_by is not None and t.group_by not in GROUP_BY:
+            raise UsageError(f"config field train.group_by: {t.group_by!r} is not one of null, {', '.join(GROUP_BY)}")
+        if t.class_weight not in (None, "balanced"):
+            raise UsageError(f"config field train.class_weight: {t.class_weight!r} is not one of null, balanced")
+        for key in ("epochs", "batch_size", "max_length"):
+            if getattr(t.transformer, key) < 1:
+                raise UsageError(f"config field train.transformer.{key}: must be at least 1")
+        if t.charcnn.max_chars < 130 or t.charcnn.epochs < 1 or t.charcnn.channels < 1:
+            raise UsageError("config fields train.charcnn: max_chars at least 130, epochs and channels at least 1")
+        wanted = [m for m in t.models if m in EMBEDDING_MODELS]
+        features = Manifest.load(run, "features")
+        if wanted and features.status == "complete" and not features.extra.get("embeddings"):
+            raise UsageError(f"train.models names {wanted[0]}, which reads embeddings, but the features stage "
+                             "ran without them: run `pagecat features` again (it adds them)")
 
     def plan(self, cfg: Config, run: RunDir) -> list[Part]:
         check_trainable(read_labels(run), cfg.train.test_size)  # fail here, before any worker trains
@@ -56,32 +101,34 @@ class TrainStage(Stage):
     @staticmethod
     def run_part(part: Part, cfg: Config, run: RunDir) -> dict[str, int]:
         name = part.args["model"]
-        tfidf = load_fitted(run)
-        data = load_labelled(run, tfidf.n_features)
+        input_name = MODEL_INPUT[name]
+        data = load_labelled(run, input_name, cfg)
+        features = feature_settings(run, input_name, cfg)
         classes = sorted(set(data.labels))
         index = {c: i for i, c in enumerate(classes)}
         y = np.array([index[label] for label in data.labels], dtype=np.int64)
-        train, test = stratified_split(y, cfg.train.test_size, cfg.train.seed)
-        fit, val = validation_split(y[train], cfg.train.validation_size, cfg.train.seed)
-        fit, val = train[fit], train[val]
+        fit, val, test = split_indices(data, y, cfg)
+        weights = class_weights(y, len(classes), cfg.train.class_weight, data.sample_weight)
 
-        model = build_model(name, cfg.train)
+        model = build_model(name, cfg.train, cfg.features.embeddings.model_path)
         t0 = time.perf_counter()
-        model.fit(data.X[fit], y[fit], data.X[val], y[val])
+        model.fit(take(data.X, fit), y[fit], take(data.X, val), y[val],
+                  sample_weight=None if weights is None else weights[fit],
+                  sample_weight_val=None if weights is None else weights[val])
         train_seconds = time.perf_counter() - t0
         if not np.array_equal(model.classes_, np.arange(len(classes))):
             raise ValueError(f"model {name} learned classes {model.classes_.tolist()}, expected 0..{len(classes) - 1}")
         t0 = time.perf_counter()
-        proba = model.predict_proba(data.X[test])
+        proba = model.predict_proba(take(data.X, test))
         predict_seconds = time.perf_counter() - t0
 
         metrics = classification_metrics(y[test], proba, classes)
-        metrics.update(model=name, train_seconds=round(train_seconds, 3),
+        metrics.update(model=name, input=input_name, train_seconds=round(train_seconds, 3),
                        predict_docs_per_s=round(len(test) / max(predict_seconds, 1e-9), 1),
-                       n_train=len(train), n_fit=len(fit), n_validation=len(val),
-                       n_test=len(test))
+                       n_train=len(fit) + len(val), n_fit=len(fit), n_validation=len(val),
+                       n_test=len(test), group_by=cfg.train.group_by)
         save_model(run, name, model, classes=classes, docs_version=docs_version(run),
-                   features=tfidf.settings(), metrics=metrics)
+                   features=features, metrics=metrics)
         return {"in": len(y), "out": len(y), "models": 1}
 
     def finish(self, cfg: Config, run: RunDir, client: Client, manifest: Manifest) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from pagecat.errors import UsageError
 from pagecat.features.io import read_bytes, sha256_bytes
 from pagecat.runs import RunDir, now_iso
 
-from .models import MODEL_KINDS
+from .registry import MODEL_KINDS
 
 STORE_FORMAT = 1
 COMPARISON = ("models", "comparison.json")
