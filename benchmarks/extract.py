@@ -28,10 +28,14 @@ import gzip
 import io
 import json
 import re
+import sys
 import tarfile
 import time
 from collections import Counter
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script (python benchmarks/<name>.py): the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import Result, parse_args, report
 

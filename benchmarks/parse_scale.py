@@ -15,10 +15,14 @@ needs for a terabyte.
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script (python benchmarks/<name>.py): the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import Result, Timer, parse_args, report
 
