@@ -45,6 +45,7 @@ class CrawlProgress:
         self.lines: list[str] = []  # lines printed, newest last
         self._lock = threading.Lock()
         self._last_print = 0.0
+        self._started = time.monotonic()
 
     def _on_event(self, event) -> None:
         _, msg = event  # (timestamp, msg)
@@ -65,7 +66,9 @@ class CrawlProgress:
         st = list(self.shards.values())
         done = sum(1 for s in st if s.get("done"))
         pages = sum(s.get("pages", 0) for s in st)
-        rate = sum(s.get("pages_per_s", 0.0) for s in st if not s.get("done"))
+        # pages over the time the crawl has run: shards that finished between two lines still count
+        elapsed = time.monotonic() - self._started
+        rate = pages / elapsed if elapsed > 0 else 0.0
         errors = sum(s.get("errors", 0) for s in st)
         queued = sum(s.get("queued", 0) for s in st if not s.get("done"))
         total = self.total_shards or len(st)
@@ -73,6 +76,7 @@ class CrawlProgress:
                 f"{errors:,} errors  {queued:,} queued")
 
     def __enter__(self) -> CrawlProgress:
+        self._started = time.monotonic()
         self.client.subscribe_topic(TOPIC, self._on_event)
         return self
 
