@@ -18,7 +18,7 @@ dividing num_perm: 16 bands of 8 rows (pagecat and datasketch pick 9 x 13 themse
 Then the dedup stage itself on a LocalCluster (wall clock): 1 worker against 2 (speed-up), and
 the peak memory of the busiest worker when the corpus doubles (it should stay flat: the work is
 per part). The stage's corpus is WebKB plus word-order permutations of it (as many documents
-again, none a duplicate), x2 (x1 with --quick), split into parts of equal size.
+again each, none a duplicate), x4 (x1 with --quick), split into parts of equal size.
 
     python benchmarks/dedup.py [--quick] [--json out.json]
 """
@@ -260,10 +260,16 @@ def main() -> None:
 
     # the stage: 1 vs 2 workers, and memory per worker as the corpus doubles (parts of equal size)
     base = corpora["webkb"][0]
-    variants = [base, [" ".join(reversed(t.split())) for t in base],  # as many docs again, none a duplicate
-                [" ".join(t.split()[1::2] + t.split()[0::2]) for t in base],
-                [" ".join(t.split()[2::3] + t.split()[1::3] + t.split()[0::3]) for t in base]]
-    size = 1 if args.quick else 2
+    size = 1 if args.quick else 4
+
+    def interleaved(text: str, stride: int, backwards: bool) -> str:
+        """The words reordered by stride (and reversed): a new doc, no duplicate of any other."""
+        words = text.split()
+        order = [w for j in reversed(range(stride)) for w in words[j::stride]]
+        return " ".join(reversed(order) if backwards else order)
+
+    variants = [[interleaved(t, stride, backwards) for t in base]
+                for stride in range(1, size + 1) for backwards in (False, True)]
     corpus = [t for v in variants[:size] for t in v]
     doubled = [t for v in variants[:2 * size] for t in v]
     parts = 4 * size
