@@ -83,8 +83,8 @@ def labelled_mask(pages: pa.Table, cfg: Config) -> np.ndarray:
     """Pages the labels file names (for the ``labelled`` keep rule): (n,) bool."""
     if "labelled" not in cfg.dedup.keep or not cfg.label.labels:
         return np.zeros(pages.num_rows, bool)
-    from pagecat.etl.label.keys import KEYS
-    from pagecat.etl.label.labels_file import load_labels
+    from pagecat.etl.label_keys import KEYS
+    from pagecat.etl.labels_file import load_labels
 
     lookup = load_labels(cfg.label).lookup
     to_key, column = KEYS[cfg.label.join_on]

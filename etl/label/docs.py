@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from .keys import KEYS
+from pagecat.etl.label_keys import KEYS
 
 PAGE_COLUMNS = ["page_id", "url", "host", "domain", "title", "text", "word_count", "seed_id", "depth"]
 RULE_PAGE_FIELDS = ("url", "host", "domain", "title", "text", "word_count", "seed_id")

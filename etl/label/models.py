@@ -12,9 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pagecat.errors import UsageError
+from pagecat.etl.label_keys import canonical_url
 from pagecat.runs import file_fingerprint
-
-from .keys import canonical_url
 
 ZERO_SHOT_TEMPERATURE = 0.05  # cosine similarities are close together: sharpen before the softmax
 ZERO_SHOT_CHARS = 2000  # of title + text fed to the encoder (it reads 128 tokens anyway)

@@ -30,10 +30,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pagecat.config import Config
+from pagecat.etl.label_keys import canonical_url
 from pagecat.runs import RunDir, file_fingerprint
 
 from .docs import PAGE_COLUMNS
-from .keys import canonical_url
 
 
 def site_bucket(domain: str | None, buckets: int) -> int:

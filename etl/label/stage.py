@@ -27,13 +27,13 @@ import pyarrow as pa
 
 from pagecat.config import Config
 from pagecat.errors import StageError, UsageError
+from pagecat.etl.labels_file import LabelsFile, load_labels
 from pagecat.runs import Manifest, RunDir
 from pagecat.schemas import DOCS
 from pagecat.stage import Part, Stage
 
 from .balance import ClassBalance
 from .docs import PAGE_COLUMNS, page_docs
-from .labels_file import LabelsFile, load_labels
 from .models import ZeroShotLabeler, load_predictions
 from .review import ReviewFile, load_review, queue_csv, queue_row
 from .rules import RuleLabeler

@@ -1,4 +1,5 @@
-"""The labels file: read once per process, checked against ``LabelSettings``, a lookup by join key."""
+"""The labels file, an input the etl stages share (label joins it; dedup keeps labelled pages first):
+read once per process, checked against ``LabelSettings``, a lookup by join key."""
 
 from __future__ import annotations
 
@@ -10,9 +11,8 @@ import pyarrow as pa
 
 from pagecat.config import LabelSettings
 from pagecat.errors import UsageError
+from pagecat.etl.label_keys import KEYS, plain_key
 from pagecat.runs import file_fingerprint
-
-from .keys import KEYS, plain_key
 
 
 @dataclass(frozen=True)
