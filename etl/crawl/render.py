@@ -79,7 +79,8 @@ class ChromiumRenderer:
         self._documents: dict[str, tuple[str, bytes, str]] = {}  # session -> (url, body, content type)
 
     async def __aenter__(self) -> ChromiumRenderer:
-        self._profile = tempfile.TemporaryDirectory(prefix="pagecat-chromium-")
+        # chromium's helper processes may still write to the profile just after the browser exits
+        self._profile = tempfile.TemporaryDirectory(prefix="pagecat-chromium-", ignore_cleanup_errors=True)
         args = [self.path, *BROWSER_FLAGS, f"--user-data-dir={self._profile.name}",
                 f"--user-agent={self.settings.user_agent}"]
         if self.settings.proxy:
@@ -114,6 +115,14 @@ class ChromiumRenderer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        for _ in range(10):  # let its helper processes finish writing to the profile, then remove it
+            try:
+                shutil.rmtree(self._profile.name)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.1)
         self._profile.cleanup()
 
     # -- the protocol ------------------------------------------------------------------------
