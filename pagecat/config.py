@@ -174,6 +174,8 @@ class XGBoostSettings:
     learning_rate: float = 0.1
     early_stopping_rounds: int = 20
     max_features: int = 20000  # TF-IDF columns kept for the trees (best chi2): tree cost grows with columns
+    # auto | always | never: xgboost.dask on the cluster's workers; auto when the features outgrow one worker
+    distributed: str = "auto"
 
 
 @dataclass
@@ -265,6 +267,7 @@ CHOICES = {
     "label.unit": ("entry", "page", "site"),
     "label.join_on": ("url", "url_id", "domain"),
     "label.balance": ("none", "cap", "oversample", "weights", "ratio"),
+    "train.xgboost.distributed": ("auto", "always", "never"),
 }
 MODEL_NAMES = ("xgboost", "linear", "xgboost_emb", "linear_emb", "transformer", "charcnn", "ensemble")
 

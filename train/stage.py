@@ -23,6 +23,7 @@ from pagecat.features.io import docs_version
 from pagecat.runs import Manifest, RunDir
 from pagecat.stage import Part, Stage
 
+from . import xgb_dask
 from .data import (
     GROUP_BY,
     check_trainable,
@@ -101,6 +102,8 @@ class TrainStage(Stage):
     @staticmethod
     def run_part(part: Part, cfg: Config, run: RunDir) -> dict[str, int]:
         name = part.args["model"]
+        if xgb_dask.wants_distributed(cfg, run, name):  # features larger than one worker: xgboost.dask
+            return xgb_dask.train_distributed(name, cfg, run)
         input_name = MODEL_INPUT[name]
         data = load_labelled(run, input_name, cfg)
         features = feature_settings(run, input_name, cfg)
