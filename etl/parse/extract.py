@@ -6,19 +6,23 @@ lexbor is an HTML5 tree builder: it never resolves DTD entities (no entity-expan
 never opens a connection, and walks trees iteratively (a page nested 100,000 levels deep does
 not overflow a stack).
 
-Per page, Python visits each element once (tag and attributes, no text) and otherwise leaves
-the work to C: text reads, tag selections.
+Per page, Python visits each element once, by lexbor tag id (an int, no name string), reading
+attributes of links and containers only; everything else is C: text reads, tag selections,
+whole-subtree text in one call.
 
 1. One walk over the elements collects what never holds text (script, style, widgets ...), the
    furniture candidates (navigation, footers, sidebars, cookie banners, share bars: by tag, ARIA
-   role, hidden markers or class/id words, decided once per distinct attribute set), headings
-   and outlinks. Metadata comes from ``<head>``.
-2. Non-text elements go; furniture goes, innermost first, unless an element holds more than
-   half of the page's text and is not mostly links (a wrapper, not furniture).
+   role, hidden markers or class/id words, each distinct class/id value decided once), headings,
+   captions and outlinks. Metadata comes from ``<head>``'s children.
+2. Non-text elements go; full text is read; captions go; furniture goes unless an element holds
+   more than half of the page's text and is not mostly links (a wrapper, not furniture), or holds
+   a quarter and an article body's mark (a blog theme's widget around the post). Every verdict is
+   taken on the page as it was, before anything is removed.
 3. The main container is found as Readability does: each paragraph scores its parent and
    grandparent by length and commas; class/id words add or subtract; the best container,
    weighed by its link density, wins; it climbs while it holds less than half of the page's
-   paragraph text and its parent is not a wall of links; siblings scoring nearly as well join.
+   paragraph text (passing through wrappers that add none) and its parent is not a wall of
+   links; siblings scoring nearly as well join.
 4. A page without such a container (a business home page, a list of courses) keeps all its
    blocks left after furniture, so it never comes out empty.
 
@@ -32,7 +36,7 @@ from dataclasses import dataclass, field
 
 from selectolax.lexbor import LexborHTMLParser
 
-from .furniture import FURNITURE_TAGS, furniture_verdict
+from .furniture import ALWAYS_FURNITURE, FURNITURE_WORD, marked_furniture, seen_flags, word_flags
 
 # Elements that never hold readable content.
 NON_TEXT_TAGS = frozenset({"script", "style", "noscript", "iframe", "svg", "math", "template", "object", "embed",
@@ -49,6 +53,10 @@ _TAG_WEIGHT = {"div": 5, "article": 10, "main": 10, "section": 3, "pre": 3, "td"
                "h1": -5, "h2": -5, "h3": -5, "h4": -5, "h5": -5, "h6": -5, "th": -5, "address": -3}
 # Elements whose text votes for its container; a <div> votes with its own text only.
 PARAGRAPH_SELECTOR = "p,pre,td,blockquote,div"
+# Marks of an article's body (schema.org, microformats, common theme classes); comments excepted.
+ARTICLE_BODY_SELECTOR = ('[itemprop="articleBody" i],article:not([class*=comment i]),[class*=post-body i],'
+                         '[class*=entry-content i],[class*=article-body i],[class~=hentry i],[class~=h-entry i]')
+_WRAPPER_FLOOR = 0.5  # of the wrapper limit: half of that share of the page's text, at least
 HEADING_TAGS = frozenset({"h1", "h2", "h3"})
 # Furniture is looked for in containers only: links, images and inline tags are most of a
 # page's elements, and a furniture word on one of them rarely marks more than itself.
@@ -63,7 +71,7 @@ BLOCK_TAGS = frozenset({
 CELL_TAGS = frozenset({"td", "th"})
 _NOT_OUTLINK = ("#", "javascript:", "mailto:", "tel:")
 _BREAK = "\x00"  # block boundary while text is assembled: lexbor turns NUL in text into U+FFFD
-_SPACE = re.compile(r"[\s\u00a0\u200b\ufeff\u2000-\u200a\u3000]+")
+_ASCII_SPACE = ("\n", "\t", "\r", "\x0b", "\x0c")
 
 
 class ExtractRejected(ValueError):
@@ -114,47 +122,82 @@ class Extracted:
 
 
 def collapse(text: str) -> str:
+    """Whitespace runs to one space, ends stripped. ASCII text (most pages) has its whitespace
+    turned to spaces and runs of spaces halved until none is left: C string calls, no word list."""
+    if text.isascii():
+        for ws in _ASCII_SPACE:
+            if ws in text:
+                text = text.replace(ws, " ")
+        while "  " in text:
+            text = text.replace("  ", " ")
+        return text.strip(" ")
     return " ".join(text.split())
 
 
+def _tag_ids(names) -> frozenset[int]:
+    """lexbor's ids of standard tag names: the walk compares ints, not names."""
+    maker = LexborHTMLParser("").create_node
+    return frozenset(maker(name).tag_id for name in names)
+
+
+_NON_TEXT_IDS = _tag_ids(NON_TEXT_TAGS)
+_HEADING_IDS = _tag_ids(HEADING_TAGS)
+_CONTAINER_IDS = _tag_ids(CONTAINER_TAGS)
+_ALWAYS_FURNITURE_IDS = _tag_ids(ALWAYS_FURNITURE)
+_CELL_IDS = _tag_ids(CELL_TAGS)
+(_A_ID,) = _tag_ids(["a"])
+(_DIV_ID,) = _tag_ids(["div"])
+(_HEADER_ID,) = _tag_ids(["header"])
+(_TITLE_ID,) = _tag_ids(["title"])
+(_META_ID,) = _tag_ids(["meta"])
+(_LINK_ID,) = _tag_ids(["link"])
+(_HTML_ID,) = _tag_ids(["html"])
+(_FIGCAPTION_ID,) = _tag_ids(["figcaption"])
+_ARTICLE_IDS = _tag_ids(["article", "main"])
+_PAGE_IDS = _tag_ids(["body", "html"])
+(_BODY_ID,) = _tag_ids(["body"])
+(_P_ID,) = _tag_ids(["p"])
+# The document node and <html>: never a main container.
+_ABOVE_PAGE_IDS = frozenset({*_tag_ids(["html"]), LexborHTMLParser("").root.parent.tag_id})
+_TAG_WEIGHT_IDS = {i: w for name, w in _TAG_WEIGHT.items() for i in _tag_ids([name])}
+_BLOCK_IDS = _tag_ids(BLOCK_TAGS)
+
+
 def block_text(node) -> str:
-    """The text under ``node``: each block element on its own line, whitespace collapsed."""
-    parts: list[str] = []
-    add = parts.append
-    for n in node.traverse(include_text=True):  # whitespace-only text separates inline words
-        tag = n.tag
-        if tag not in BLOCK_TAGS:
-            prev = n.prev  # what follows a block (text, an inline element) starts a new line
-            if prev is not None and prev.tag in BLOCK_TAGS:
-                add(_BREAK)
-        if tag == "-text":
-            add(n.text_content)
-        elif tag in BLOCK_TAGS:
-            add(_BREAK)
-        elif tag in CELL_TAGS:
-            add(" ")
-    # Newlines in the source are spaces; only block boundaries break lines.
-    lines = _SPACE.sub(" ", "".join(parts)).split(_BREAK)
-    return "\n".join(line for line in (x.strip() for x in lines) if line)
+    """The text under ``node``: each block element on its own line, whitespace collapsed.
+
+    Marks block boundaries in the tree (a NUL text node before and after each block, a space
+    before each table cell), then reads the whole subtree's text in one C call: one Python step
+    per element instead of one per text node. The marks stay in the tree: call it last.
+    """
+    for b in node.traverse():
+        tid = b.tag_id
+        if tid in _BLOCK_IDS:
+            b.insert_before(_BREAK)
+            after = b.next  # a block before another block needs no second mark
+            if after is not None and after.tag_id not in _BLOCK_IDS:
+                b.insert_after(_BREAK)
+        elif tid in _CELL_IDS:
+            b.insert_before(" ")
+    return lines_of(node.text())
 
 
-def _following_id(node, root) -> int:
-    """mem_id of the first element after ``node``'s subtree in document order (-1: none within ``root``)."""
-    n = node
-    while n is not None and n.mem_id != root.mem_id:
-        nxt = n.next
-        while nxt is not None and nxt.tag == "-text":
-            nxt = nxt.next
-        if nxt is not None:
-            return nxt.mem_id
-        n = n.parent
-    return -1
+def lines_of(text: str) -> str:
+    """Text with NUL block marks to one block per line; newlines in the source are spaces.
+
+    C string calls throughout, no Python step per word or line: ASCII text has its whitespace
+    turned to spaces and runs of spaces halved until none is left (few passes); other text is
+    split on any Unicode space and joined.
+    """
+    text = collapse(text.replace("\u200b", " ").replace("\ufeff", " "))
+    text = text.replace(" " + _BREAK, _BREAK).replace(_BREAK + " ", _BREAK)
+    return "\n".join(filter(None, text.split(_BREAK)))
 
 
 def _in_article(node) -> bool:
     n = node.parent
     while n is not None:
-        if n.tag in ("article", "main"):
+        if n.tag_id in _ARTICLE_IDS:
             return True
         n = n.parent
     return False
@@ -202,7 +245,7 @@ class HtmlExtractor:
 
     def __init__(self, max_furniture_share: float = 0.5, min_paragraph_chars: int = 25,
                  min_article_chars: int = 200, sibling_share: float = 0.2, climb_share: float = 0.5,
-                 max_climb: int = 4):
+                 max_climb: int = 6):
         self.max_furniture_share = max_furniture_share
         self.min_paragraph_chars = min_paragraph_chars
         self.min_article_chars = min_article_chars
@@ -213,7 +256,7 @@ class HtmlExtractor:
     def extract(self, html: str | bytes) -> Extracted:
         """``html``: decoded ``str``, or UTF-8 ``bytes``."""
         data = html.encode("utf-8", "replace") if isinstance(html, str) else html
-        if data.count(b"<") > _DEPTH_CHECK_TAGS:
+        if len(data) > 3 * _DEPTH_CHECK_TAGS and data.count(b"<") > _DEPTH_CHECK_TAGS:
             depth = max_depth_estimate(data.decode("utf-8", "replace"))
             if depth >= MAX_DEPTH:
                 raise ExtractRejected(f"too_deep (tags nested over {MAX_DEPTH} levels)")
@@ -223,31 +266,41 @@ class HtmlExtractor:
         root = tree.body or tree.root
         if root is None:
             return out
-        non_text, headings = [], []
-        # Furniture candidates as a forest: (node, nested candidates). ``open_`` holds the
-        # candidates whose subtree the walk is in, each with the id of the element after it.
-        furniture: list[tuple] = []
-        open_: list[tuple] = []
+        # One walk over the elements, tag ids only; attributes are read for links and containers.
+        non_text, headings, furniture, captions = [], [], [], []
         outlinks = 0
+        flag_cache = seen_flags
         for node in root.traverse():
-            nid = node.mem_id
-            while open_ and open_[-1][0] == nid:
-                open_.pop()
-            tag = node.tag
-            if tag in NON_TEXT_TAGS:
+            tid = node.tag_id
+            if tid in _NON_TEXT_IDS:
                 non_text.append(node)
-                continue
-            attrs = node.attributes
-            if tag == "a":
-                href = (attrs.get("href") or "").lstrip().lower()
-                outlinks += bool(href) and not href.startswith(_NOT_OUTLINK)
-            elif tag in HEADING_TAGS:
+            elif tid in _CONTAINER_IDS:
+                attrs = node.attributes
+                if tid == _A_ID:
+                    href = attrs.get("href")
+                    if href:
+                        href = href.lstrip().lower()
+                        outlinks += bool(href) and not href.startswith(_NOT_OUTLINK)
+                found = tid in _ALWAYS_FURNITURE_IDS
+                if attrs and not found:
+                    cls = attrs.get("class")
+                    ident = attrs.get("id")
+                    flags = 0
+                    if cls:
+                        flags = flag_cache.get(cls)
+                        if flags is None:
+                            flags = word_flags(cls)
+                    if ident:
+                        flags |= word_flags(ident)
+                    found = flags == FURNITURE_WORD or (
+                        ("style" in attrs or "role" in attrs or "hidden" in attrs or "aria-hidden" in attrs)
+                        and marked_furniture(attrs))
+                if found or tid == _HEADER_ID and not _in_article(node):
+                    furniture.append(node)
+            elif tid in _HEADING_IDS:
                 headings.append(node)
-            if tag in CONTAINER_TAGS and (attrs or tag in FURNITURE_TAGS) and furniture_verdict(
-                    tag, attrs, tag == "header" and _in_article(node)):
-                entry = (node, [])
-                (open_[-1][1][1] if open_ else furniture).append(entry)
-                open_.append((_following_id(node, root), entry))
+            elif tid == _FIGCAPTION_ID:
+                captions.append(node)
         for node in non_text:
             node.decompose(recursive=False)  # unlinked, not freed: nodes already in hand stay valid
         out.outlinks = outlinks
@@ -255,11 +308,15 @@ class HtmlExtractor:
         if out.title is None and out.headings:
             out.title = out.headings[0]
         out.full_text = collapse(root.text(separator=" "))
+        # Captions and photo credits are visible text but not the article's running text.
+        for node in captions:
+            node.decompose(recursive=False)
         total = len(out.full_text)
         if total == 0:
             return out
         self._drop_furniture(furniture, self.max_furniture_share * total)
-        best = self._main_container(root)
+        # A page with less text than a main container needs keeps all its blocks.
+        best = self._main_container(root) if total >= self.min_article_chars else None
         if best is not None:
             text = "\n".join(t for t in (block_text(n) for n in best) if t)
         else:
@@ -268,79 +325,107 @@ class HtmlExtractor:
         return out
 
     @staticmethod
-    def _drop_furniture(candidates: list[tuple], limit: float) -> None:
-        """Unlink furniture, outermost first; a big element that is not mostly links is a
-        wrapper: it stays, and the candidates inside it are judged in turn."""
-        stack = list(reversed(candidates))
-        while stack:
-            node, nested = stack.pop()
-            if node.tag not in ("body", "html") and (len(node.text()) <= limit or link_density(node) > 0.5):
-                node.decompose(recursive=False)
-            else:
-                stack.extend(reversed(nested))
+    def _drop_furniture(candidates: list, limit: float) -> None:
+        """Unlink furniture; a big element that is not mostly links is a wrapper: it stays, and the
+        candidates inside it are judged in turn. So does a fair-sized one that is not mostly links and
+        holds the mark of an article body (a blog theme's ``<div class="widget Blog">`` around its
+        post), unless its tag, role or a hidden marker made it furniture. All are judged on the page
+        as it was before any removal, then removed: a verdict never depends on what went from inside."""
+        doomed = []
+        for node in candidates:
+            if node.tag_id in _PAGE_IDS:
+                continue
+            size = len(node.text())
+            if size > limit:
+                if link_density(node) > 0.5:
+                    doomed.append(node)
+            elif not (size > limit * _WRAPPER_FLOOR and node.tag_id not in _ALWAYS_FURNITURE_IDS
+                      and not marked_furniture(node.attributes) and link_density(node) <= 0.5
+                      and node.css_first(ARTICLE_BODY_SELECTOR) is not None):
+                doomed.append(node)
+        for node in doomed:
+            node.decompose(recursive=False)
 
     @staticmethod
     def _head_metadata(tree, out: Extracted) -> None:
-        scope = tree.head or tree.root
-        if scope is None:
-            return
-        node = scope.css_first("title")
-        if node is not None:
-            out.title = collapse(node.text()) or None
-        node = scope.css_first('meta[name="description" i]')
-        if node is not None:
-            out.description = collapse(node.attributes.get("content") or "") or None
-        node = scope.css_first('link[rel~="canonical" i]')
-        if node is not None:
-            out.canonical = (node.attributes.get("href") or "").strip() or None
-        node = tree.css_first("html[lang]")
-        if node is not None:
-            out.lang = (node.attributes.get("lang") or "").strip() or None
+        """Title, description, canonical link from ``<head>``'s children; language from ``<html>``."""
+        head = tree.head
+        for node in head.iter() if head is not None else ():
+            tid = node.tag_id
+            if tid == _TITLE_ID:
+                if out.title is None:
+                    out.title = collapse(node.text()) or None
+            elif tid == _META_ID:
+                attrs = node.attributes
+                if out.description is None and (attrs.get("name") or "").strip().lower() == "description":
+                    out.description = collapse(attrs.get("content") or "") or None
+            elif tid == _LINK_ID:
+                attrs = node.attributes
+                if out.canonical is None and "canonical" in (attrs.get("rel") or "").lower().split():
+                    out.canonical = (attrs.get("href") or "").strip() or None
+        html = tree.root
+        if html is not None and html.tag_id == _HTML_ID:
+            out.lang = (html.attributes.get("lang") or "").strip() or None
 
     def _main_container(self, root) -> list | None:
         """The nodes holding the main text, in order; None for a page with no main container."""
         scores: dict[int, float] = {}
         nodes: dict[int, object] = {}
         para_chars: dict[int, int] = {}  # paragraph -> its length, for the climb
+        min_chars = self.min_paragraph_chars
         for p in root.css(PARAGRAPH_SELECTOR):
-            text = p.text(deep=False) if p.tag == "div" else p.text()
+            text = p.text(deep=False) if p.tag_id == _DIV_ID else p.text()
             n = len(text.strip())
-            if n < self.min_paragraph_chars:
+            if n < min_chars:
                 continue
             para_chars[p.mem_id] = n
             score = 1 + text.count(",") + text.count("\uff0c") + min(n // 100, 3)
-            parent = p.parent
-            for level, node in enumerate((parent, parent.parent if parent is not None else None)):
-                if node is None or node.tag in (None, "-document", "html"):
+            node = p.parent
+            for share in (1.0, 0.5):  # the parent gets the score, the grandparent half of it
+                if node is None or node.tag_id in _ABOVE_PAGE_IDS:
                     break
                 key = node.mem_id
-                if key not in scores:
+                old = scores.get(key)
+                if old is None:
                     nodes[key] = node
-                    scores[key] = _TAG_WEIGHT.get(node.tag, 0) + _class_weight(node)
-                scores[key] += score if level == 0 else score / 2
+                    old = _TAG_WEIGHT_IDS.get(node.tag_id, 0) + _class_weight(node)
+                scores[key] = old + score * share
+                node = node.parent
         if not scores:
             return None
         # Link density only for the leading candidates: it costs a walk of each one's links.
-        leading = sorted(scores, key=scores.__getitem__, reverse=True)[:8]
-        final = {key: scores[key] * (1 - link_density(nodes[key])) for key in leading}
-        top_key = max(final, key=final.__getitem__)
-        top, top_score = nodes[top_key], final[top_key]
+        # Link density only lowers a positive score: once the next score is no higher than the best
+        # weighed one, no one after it can win, and their links are not counted.
+        top_key, top_score = None, float("-inf")
+        for key in sorted(scores, key=scores.__getitem__, reverse=True)[:8]:
+            score = scores[key]
+            if 0 <= score <= top_score:
+                break
+            score *= 1 - link_density(nodes[key])
+            if score > top_score:
+                top_key, top_score = key, score
+        top = nodes[top_key]
         total = sum(para_chars.values())
 
         def held(node) -> int:
             return sum(para_chars.get(p.mem_id, 0) for p in node.css(PARAGRAPH_SELECTOR))
 
+        # Climb while the container holds less than ``climb_share`` of the paragraph text: a parent
+        # that adds none (a <ul> around an <li>) is passed through, not a stop; a wall of links is.
         inside = held(top)
+        node = top
         for _ in range(self.max_climb):
             if inside >= self.climb_share * total:
                 break
-            parent = top.parent
-            if parent is None or parent.tag in (None, "body", "html", "-document"):
+            node = node.parent
+            if node is None or node.tag_id in _ABOVE_PAGE_IDS or node.tag_id == _BODY_ID:
                 break
-            parent_inside = held(parent)
-            if parent_inside <= inside or link_density(parent) > 0.35:
+            node_inside = held(node)
+            if node_inside <= inside:
+                continue
+            if link_density(node) > 0.35:
                 break
-            top, top_key, inside = parent, parent.mem_id, parent_inside
+            top, top_key, inside = node, node.mem_id, node_inside
         if len(top.text()) < self.min_article_chars:
             return None
         parent = top.parent
@@ -354,6 +439,6 @@ class HtmlExtractor:
                 chosen.append(sib)
             elif scores.get(key, 0.0) >= threshold and link_density(sib) < 0.5:
                 chosen.append(sib)
-            elif sib.tag == "p" and len(sib.text()) > 80 and link_density(sib) < 0.25:
+            elif sib.tag_id == _P_ID and len(sib.text()) > 80 and link_density(sib) < 0.25:
                 chosen.append(sib)
         return chosen

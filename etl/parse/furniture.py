@@ -5,11 +5,11 @@ a hidden marker (``hidden``, ``aria-hidden``, ``display: none``) or a class/id w
 whole or as a prefix/suffix of a longer word ("mainnav", "footerlinks"), and lose to a content
 word in the same attribute (Readability's rule: "article-body pagination-first" is content).
 An article's own ``<header>`` holds its title, so a ``<header>`` inside ``<article>``/``<main>`` is
-judged by its attributes only (the caller tells, see ``furniture_verdict``). A ``<form>`` that
+judged by its attributes only (the caller tells). A ``<form>`` that
 wraps a whole ASP.NET page is saved by the extractor's wrapper rule, not here.
 
-Pages of one site repeat their attribute sets hundreds of times, so each distinct set is
-decided once and remembered (a bounded cache shared by the process).
+Pages of one site repeat their class and id values hundreds of times, so each distinct value
+is decided once and remembered (a bounded cache shared by the process).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 
 FURNITURE_TAGS = frozenset({"nav", "footer", "aside", "menu", "header", "form"})
-_ALWAYS_FURNITURE = frozenset({"nav", "footer", "aside", "menu", "form"})
+ALWAYS_FURNITURE = frozenset({"nav", "footer", "aside", "menu", "form"})
 FURNITURE_ROLES = frozenset({"navigation", "banner", "contentinfo", "complementary", "search", "menu",
                              "menubar", "dialog", "alertdialog", "toolbar"})
 FURNITURE_WORDS = frozenset({
@@ -32,8 +32,9 @@ _AFFIXES = ("nav", "menu", "footer", "cookie", "sidebar", "breadcrumb", "banner"
             "related", "promo", "newsletter", "advert")
 MAYBE_CONTENT = re.compile(r"article|body|column|content|main|story|entry|post-?text", re.IGNORECASE)
 _SPLIT_WORDS = re.compile(r"[^a-z0-9]+")
+FURNITURE_WORD, CONTENT_WORD = 1, 2
 _CACHE_MAX = 50_000
-_verdicts: dict[tuple, bool] = {}
+seen_flags: dict[str, int] = {}  # value -> its flags; read directly by the extractor's walk
 
 
 def words_are_furniture(value: str) -> bool:
@@ -43,33 +44,44 @@ def words_are_furniture(value: str) -> bool:
     return False
 
 
-def _decide(tag: str, attrs: dict) -> bool:
-    if tag in _ALWAYS_FURNITURE:  # a <header> gets here only from inside an article
-        return True
-    role = (attrs.get("role") or "").strip().lower()
-    if role in FURNITURE_ROLES:
+def word_flags(value: str) -> int:
+    """``FURNITURE_WORD | CONTENT_WORD`` bits of a class or id value. Pages of one site repeat their
+    values hundreds of times, so each distinct value is decided once (a bounded cache per process)."""
+    flags = seen_flags.get(value)
+    if flags is None:
+        # Trailing digits number items (post-1234, ad2): the value without them decides, once.
+        stem = value.rstrip("0123456789")
+        flags = seen_flags.get(stem) if stem != value else None
+        if flags is None:
+            flags = (FURNITURE_WORD if words_are_furniture(stem) else 0) | (
+                CONTENT_WORD if MAYBE_CONTENT.search(stem) else 0)
+            seen_flags[stem] = flags
+        if len(seen_flags) >= _CACHE_MAX:
+            seen_flags.clear()
+        seen_flags[value] = flags
+    return flags
+
+
+def marked_furniture(attrs: dict) -> bool:
+    """Furniture by ARIA role or a hidden marker (``hidden``, ``aria-hidden``, ``display: none``)."""
+    role = attrs.get("role")
+    if role and role.strip().lower() in FURNITURE_ROLES:
         return True
     if "hidden" in attrs or (attrs.get("aria-hidden") or "").strip().lower() == "true":
         return True
-    style = (attrs.get("style") or "").lower().replace(" ", "")
-    if "display:none" in style or "visibility:hidden" in style:
-        return True
-    words = f"{attrs.get('class') or ''} {attrs.get('id') or ''}"
-    return words_are_furniture(words) and not MAYBE_CONTENT.search(words)
+    style = attrs.get("style")
+    if style:
+        style = style.lower().replace(" ", "")
+        return "display:none" in style or "visibility:hidden" in style
+    return False
 
 
-def furniture_verdict(tag: str, attrs: dict, in_article: bool = False) -> bool:
+def judge(tag: str, attrs: dict) -> bool:
     """Whether an element with this tag and these attributes (a dict, values may be None) is furniture.
 
-    ``in_article``: the element is inside ``<article>`` or ``<main>`` (matters for ``<header>``).
+    A ``<header>`` is judged by its attributes only: the caller decides whether it sits in an article.
     """
-    if tag == "header" and not in_article:
+    if tag in ALWAYS_FURNITURE or marked_furniture(attrs):
         return True
-    key = (tag, attrs.get("class"), attrs.get("id"), attrs.get("role"), attrs.get("style"), "hidden" in attrs,
-           attrs.get("aria-hidden"))
-    verdict = _verdicts.get(key)
-    if verdict is None:
-        if len(_verdicts) >= _CACHE_MAX:
-            _verdicts.clear()
-        verdict = _verdicts[key] = _decide(tag, attrs)
-    return verdict
+    flags = word_flags(attrs.get("class") or "") | word_flags(attrs.get("id") or "")
+    return flags == FURNITURE_WORD

@@ -110,7 +110,11 @@ class PageBuilder:
         else:
             html = record.content
             if isinstance(html, bytes):
-                html, _ = decode_html(html, record.content_type)
+                text, codec = decode_html(html, record.content_type)
+                # The parser reads UTF-8 bytes: a body that decoded as UTF-8 (ASCII included) goes
+                # as it came, without a second encoding of its text.
+                if codec != "utf-8":
+                    html = text
             ex = self.extractor.extract(html)
             text = ex.text
             lang_hint = ex.lang
