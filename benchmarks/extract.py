@@ -11,9 +11,11 @@ word tokens (``\\w+``), counted as a multiset (bag of words): the measure used f
 - readability: Mozilla Readability.js test pages (130; gold = text of ``expected.html``).
 
 Speed: pages/s and MB/s (of decoded HTML, UTF-8 bytes) on one core, each system over the same
-pages in the same process, one after another: the gold pages and the WebKB pages (the full archive
-in ``<data>/webkb`` when present, else the bundled sample). Every system gets the same decoded
-``str``; pagecat's time includes its parse, clean-up, scoring and text assembly.
+pages in the same process: the gold pages and the WebKB pages (the full archive in ``<data>/webkb``
+when present, else the bundled sample). The systems take turns in three rounds and are timed in
+the process's CPU seconds, so the load of other processes on a shared machine falls on none of
+them. Every system gets the same decoded ``str``; pagecat's time includes its parse, clean-up,
+scoring and text assembly.
 
 Peers: ``trafilatura.extract(html)`` with default settings; resiliparse's
 ``extract_plain_text(HTMLTree.parse(html), main_content=True)``.
@@ -160,18 +162,27 @@ def systems() -> dict:
     }
 
 
-def speed(fn, pages: list[str], min_seconds: float) -> tuple[float, float]:
-    """(pages/s, MB/s) of ``fn`` over ``pages``, repeated until ``min_seconds`` have passed."""
+def speed(fns: dict, pages: list[str], min_seconds: float, rounds: int = 3) -> dict[str, tuple[float, float]]:
+    """System -> (pages/s, MB/s) over ``pages``: the systems take turns, ``rounds`` times, each
+    turn whole passes over the pages until ``min_seconds / rounds`` have passed. Time is this
+    process's CPU time: on a shared machine, other processes' load counts against no system, and
+    a change of load during the run falls on all of them alike."""
     mb = sum(len(p.encode("utf-8")) for p in pages) / 1e6
-    done, t0 = 0, time.perf_counter()
-    gc.collect()
-    while True:
-        for html in pages:
-            fn(html)
-        done += 1
-        elapsed = time.perf_counter() - t0
-        if elapsed >= min_seconds:
-            return done * len(pages) / elapsed, done * mb / elapsed
+    passes = dict.fromkeys(fns, 0)
+    spent = dict.fromkeys(fns, 0.0)
+    for _ in range(rounds):
+        for system, fn in fns.items():
+            gc.collect()
+            t0 = time.process_time()
+            while True:
+                for html in pages:
+                    fn(html)
+                passes[system] += 1
+                elapsed = time.process_time() - t0
+                if elapsed >= min_seconds / rounds:
+                    break
+            spent[system] += elapsed
+    return {s: (passes[s] * len(pages) / spent[s], passes[s] * mb / spent[s]) for s in fns}
 
 
 def main() -> None:
@@ -212,8 +223,7 @@ def main() -> None:
     if not args.no_speed:
         speed_sets["webkb"] = load_webkb(data, 300 if args.quick else args.webkb_pages)
         for name, pages in speed_sets.items():
-            for system, fn in fns.items():
-                pps, mbps = speed(fn, pages, 1.0 if args.quick else 3.0)
+            for system, (pps, mbps) in speed(fns, pages, 1.0 if args.quick else 3.0).items():
                 results.append(Result(system, name, "pages_per_s", pps, "pages/s"))
                 results.append(Result(system, name, "mb_per_s", mbps, "MB/s"))
     ratios = [("pagecat", "trafilatura", "f1"), ("pagecat", "trafilatura", "pages_per_s"),
