@@ -78,7 +78,7 @@ class Frontier:
     until ``commit()``; the caller commits once per segment, never in between.
     """
 
-    def __init__(self, path: str | Path = ":memory:", cache_mb: int = 16):
+    def __init__(self, path: str | Path = ":memory:", cache_mb: int = 8):
         self.path = str(path)
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL" if self.path != ":memory:" else "PRAGMA journal_mode=MEMORY")
@@ -128,6 +128,11 @@ class Frontier:
     def has_url(self, site: int, url: str) -> bool:
         return self.db.execute("SELECT 1 FROM urls WHERE site=? AND url=?", (site, url)).fetchone() is not None
 
+    def known(self, site: int, url: str) -> bool:
+        """``url`` is queued or logged for ``site`` already, or claimed by any site (one query)."""
+        return self.db.execute("SELECT EXISTS(SELECT 1 FROM urls WHERE site=? AND url=?) "
+                               "OR EXISTS(SELECT 1 FROM claims WHERE url=?)", (site, url, url)).fetchone()[0] == 1
+
     def enqueue(self, v: Visit) -> None:
         self.db.execute("INSERT INTO urls VALUES(?,?,?,?,?,?,?,0,NULL,NULL,NULL)",
                         (v.site, v.url, v.depth, v.rank, v.referrer, v.link_text, QUEUED))
@@ -142,6 +147,17 @@ class Frontier:
                         "state=excluded.state, attempted=0, outcome=excluded.outcome, reason=excluded.reason, "
                         "seg=excluded.seg",
                         (v.site, v.url, v.depth, v.rank, v.referrer, v.link_text, LOGGED, outcome, reason, seg))
+
+    def log_new(self, v: Visit, outcome: str, reason: str, seg: int) -> None:
+        """``log_unfetched`` for a URL the frontier does not hold yet (``known`` said so)."""
+        self.db.execute("INSERT INTO urls VALUES(?,?,?,?,?,?,?,0,?,?,?)",
+                        (v.site, v.url, v.depth, v.rank, v.referrer, v.link_text, LOGGED, outcome, reason, seg))
+
+    def log_queued(self, v: Visit, outcome: str, reason: str, seg: int) -> None:
+        """``log_unfetched`` for a URL ``queued_at`` just gave (so queued, never attempted)."""
+        self.db.execute("UPDATE urls SET state=?, outcome=?, reason=?, seg=? WHERE site=? AND url=?",
+                        (LOGGED, outcome, reason, seg, v.site, v.url))
+        self.queued -= 1
 
     def lowest_queued_depth(self, site: int) -> int | None:
         return self.db.execute("SELECT min(depth) FROM urls WHERE site=? AND state=?", (site, QUEUED)).fetchone()[0]

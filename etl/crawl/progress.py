@@ -22,6 +22,8 @@ PRINT_EVERY = 2.0  # seconds between printed lines at most
 
 def publish(stats: dict) -> None:
     """Send ``stats`` (a dict of str/int/float) as a progress event, when on a Dask worker."""
+    if "distributed" not in sys.modules:  # not a Dask worker's process: importing Dask here would cost 20 MB
+        return
     try:
         from distributed import get_worker
 

@@ -27,22 +27,17 @@ plus failed, skipped, filtered, bytes (HTML bytes kept) and retries.
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import hashlib
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from pagecat.config import Config
 from pagecat.errors import UsageError
-from pagecat.etl.crawl.engine import ShardCrawler, counts
-from pagecat.etl.crawl.frontier import Frontier
-from pagecat.etl.crawl.progress import CrawlProgress, publish
+from pagecat.etl.crawl.progress import CrawlProgress
 from pagecat.etl.crawl.render import find_browser
 from pagecat.etl.crawl.seeds import check_seeds, read_seeds, seed_site, shard_of
-from pagecat.etl.crawl.segments import SegmentedOutput
+from pagecat.etl.crawl.shard import crawl_part, state_path
 from pagecat.runs import Manifest, RunDir
 from pagecat.stage import Part, Stage
 
@@ -83,45 +78,11 @@ class CrawlStage(Stage):
     @staticmethod
     def state_path(cfg: Config, run: RunDir, part_id: str) -> Path:
         """Where a shard's frontier lives: a local file (sqlite needs one)."""
-        if cfg.crawl.state_dir:
-            key = hashlib.sha1(run.root.encode()).hexdigest()[:12]
-            return Path(cfg.crawl.state_dir) / key / f"{part_id}.sqlite"
-        proto = run.fs.protocol if isinstance(run.fs.protocol, str) else run.fs.protocol[0]
-        if proto in ("file", "local"):
-            return Path(run.path("crawl_state", f"{part_id}.sqlite"))
-        key = hashlib.sha1(run.root.encode()).hexdigest()[:12]
-        return Path(tempfile.gettempdir()) / "pagecat-crawl-state" / key / f"{part_id}.sqlite"
+        return state_path(cfg, run, part_id)
 
     @staticmethod
     def run_part(part: Part, cfg: Config, run: RunDir) -> dict[str, int]:
-        shard, shards = part.args["shard"], part.args["shards"]
-        seeds = [s for s in read_seeds(cfg.crawl) if shard_of(s, shards) == shard]
-        state = CrawlStage.state_path(cfg, run, part.id)
-        fresh = not state.exists()
-        state.parent.mkdir(parents=True, exist_ok=True)
-        frontier = Frontier(state)
-        output = SegmentedOutput(run, part.id, cfg.crawl.seeds or "crawl.urls", cfg.crawl.segment_pages,
-                                 cfg.crawl.segment_seconds)
-        try:
-            last_seg, config = int(frontier.get("last_seg", -1)), cfg.section_hash("crawl")
-            if output.last_complete() not in (last_seg, last_seg - 1) or frontier.get("config", config) != config:
-                fresh = True  # frontier and segments disagree (outputs cleared, another config): start over
-            if fresh and frontier.get("seeded"):
-                frontier.close()
-                state.unlink()
-                frontier = Frontier(state)
-            frontier.set("config", config)
-            last = output.recover(fresh=fresh)
-            if not frontier.get("complete"):
-                if not fresh:
-                    log.info("crawl %s: resuming after segment %d", part.id, last)
-                asyncio.run(_crawl(cfg, seeds, frontier, output, part.id, last))
-            retries = int(frontier.get("retries", 0))
-        finally:
-            frontier.close()
-            output.close()
-        rows = [run.read_part(p, columns=["outcome", "bytes"]).to_pylist() for p in output.log_files()]
-        return {**counts([r for part_rows in rows for r in part_rows]), "retries": retries}
+        return crawl_part(cfg, run, part.id, part.args["shard"], part.args["shards"])
 
     @staticmethod
     def live_status(client, parts: list[Part]) -> CrawlProgress:
@@ -141,8 +102,3 @@ class CrawlStage(Stage):
         return {"warc_files": ["raw/" + p[len(raw):] for p in run.list_files("raw", suffix=".warc.gz")],
                 "outcomes": dict(outcomes), "reasons": dict(reasons.most_common())}
 
-
-async def _crawl(cfg: Config, seeds, frontier: Frontier, output: SegmentedOutput, name: str, last: int) -> None:
-    crawler = ShardCrawler(cfg.crawl, frontier, output, on_progress=publish, name=name)
-    crawler.resume(last)
-    await crawler.run(seeds)

@@ -1,0 +1,124 @@
+"""One shard of the crawl stage, start to finish, in the calling process.
+
+``crawl_part`` is what ``CrawlStage.run_part`` runs on a Dask worker, and what a single process
+runs without Dask: it imports nothing of Dask itself (a shard on a worker publishes progress
+through the worker it finds), so a crawl process carries only what crawling needs.
+
+Memory follows the work in flight, not the shard's size: the frontier is on disk, rows and
+pages go out a segment at a time (``segments``), and the counts are summed one crawl-log
+segment at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pagecat.config import Config
+from pagecat.etl.crawl.engine import OUTCOMES, ShardCrawler
+from pagecat.etl.crawl.frontier import Frontier
+from pagecat.etl.crawl.progress import publish
+from pagecat.etl.crawl.seeds import Seed, read_seeds, shard_of
+from pagecat.etl.crawl.segments import SegmentedOutput
+from pagecat.runs import RunDir
+
+log = logging.getLogger("pagecat.crawl")
+
+
+def state_path(cfg: Config, run: RunDir, part_id: str) -> Path:
+    """Where a shard's frontier lives: a local file (sqlite needs one)."""
+    if cfg.crawl.state_dir:
+        key = hashlib.sha1(run.root.encode()).hexdigest()[:12]
+        return Path(cfg.crawl.state_dir) / key / f"{part_id}.sqlite"
+    proto = run.fs.protocol if isinstance(run.fs.protocol, str) else run.fs.protocol[0]
+    if proto in ("file", "local"):
+        return Path(run.path("crawl_state", f"{part_id}.sqlite"))
+    key = hashlib.sha1(run.root.encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / "pagecat-crawl-state" / key / f"{part_id}.sqlite"
+
+
+def shard_seeds(cfg: Config, shard: int, shards: int) -> list[Seed]:
+    return [s for s in read_seeds(cfg.crawl) if shard_of(s, shards) == shard]
+
+
+def log_counts(run: RunDir, files: list[str]) -> dict[str, int]:
+    """Stage counts (see ``engine.counts``) of the crawl-log segments ``files``, read one at a time."""
+    by = dict.fromkeys(OUTCOMES, 0)
+    kept = 0
+    for path in files:
+        # ParquetFile, not pq.read_table: that goes through pyarrow.dataset, which imports pandas
+        with run.fs.open(path, "rb") as fh:
+            t = pq.ParquetFile(fh).read(columns=["outcome", "bytes"], use_threads=False)
+        for outcome, size in zip(t.column("outcome").to_pylist(), t.column("bytes").to_pylist(), strict=True):
+            by[outcome] += 1
+            if outcome == "fetched":
+                kept += size
+    rows = sum(by.values())
+    return {"in": rows, "out": by["fetched"], "rejected": rows - by["fetched"], "dropped": 0,
+            "failed": by["failed"], "skipped": by["skipped"], "filtered": by["filtered"], "bytes": kept}
+
+
+@contextlib.contextmanager
+def system_arrow_pool():
+    """Arrow allocates from the C library's heap while the shard runs (then the pool before is
+    restored). Its default pool (mimalloc) keeps freed pages resident: after a crawl's many small
+    tables (seeds, segment logs, Parquet encoding) about 15-30 MB more for the rest of the crawl,
+    where glibc's are handed back by ``segments.release_free_memory``. Buffers remember their
+    pool, so work of other tasks in the process is unaffected but for speed."""
+    before = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(before)
+
+
+def crawl_part(cfg: Config, run: RunDir, part_id: str, shard: int, shards: int) -> dict[str, int]:
+    """Crawl shard ``shard`` of ``shards`` into ``run`` (resuming it when it was cut short);
+    returns its counts, ``retries`` included."""
+    with system_arrow_pool():
+        return _crawl_part(cfg, run, part_id, shard, shards)
+
+
+def _crawl_part(cfg: Config, run: RunDir, part_id: str, shard: int, shards: int) -> dict[str, int]:
+    state = state_path(cfg, run, part_id)
+    fresh = not state.exists()
+    state.parent.mkdir(parents=True, exist_ok=True)
+    frontier = Frontier(state)
+    output = SegmentedOutput(run, part_id, cfg.crawl.seeds or "crawl.urls", cfg.crawl.segment_pages,
+                             cfg.crawl.segment_seconds)
+    try:
+        last_seg, config = int(frontier.get("last_seg", -1)), cfg.section_hash("crawl")
+        if output.last_complete() not in (last_seg, last_seg - 1) or frontier.get("config", config) != config:
+            fresh = True  # frontier and segments disagree (outputs cleared, another config): start over
+        if fresh and frontier.get("seeded"):
+            frontier.close()
+            state.unlink()
+            frontier = Frontier(state)
+        frontier.set("config", config)
+        last = output.recover(fresh=fresh)
+        if not frontier.get("complete"):
+            if not fresh:
+                log.info("crawl %s: resuming after segment %d", part_id, last)
+            asyncio.run(_crawl(cfg, shard, shards, frontier, output, part_id, last))
+        retries = int(frontier.get("retries", 0))
+    finally:
+        frontier.close()
+        output.close()
+    return {**log_counts(run, output.log_files()), "retries": retries}
+
+
+async def _crawl(cfg: Config, shard: int, shards: int, frontier: Frontier, output: SegmentedOutput, name: str,
+                 last: int) -> None:
+    crawler = ShardCrawler(cfg.crawl, frontier, output, on_progress=publish, name=name)
+    crawler.resume(last)
+    if not frontier.get("seeded"):  # the seeds go to the frontier; the list is not kept for the crawl
+        crawler.seed(shard_seeds(cfg, shard, shards))
+    await crawler.run([])
