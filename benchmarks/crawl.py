@@ -6,9 +6,13 @@ settings: max_depth 1, 5 pages per site, no delay, the same global and per-host 
 robots.txt obeyed, cookies off, one retry. pagecat writes WARC segments and a crawl log;
 Scrapy writes every page (url, status, body) to a gzipped JSON-lines feed.
 
-Rows: pagecat on 2 Dask workers and on 1 (peak memory: the workers' peak RSS, summed), pagecat's
-shard crawler alone in one process (no Dask: the crawler itself against Scrapy's process),
-Scrapy in one process; pages/s = 2xx HTML pages stored per second of crawl. Then the RSS a
+Rows: pagecat on 2 Dask workers and on 1 (peak memory: the workers' peak RSS, summed; and
+idle_worker_rss, what the same workers held before the crawl, bare Dask), pagecat's shard
+crawler alone in one process (``crawl_part``, no Dask: the crawler itself against Scrapy's
+process), Scrapy in one process; pages/s = 2xx HTML pages stored per second of crawl. Peak
+RSS is each process's own high-water mark (VmHWM), shared libraries included, the same for
+both crawlers (not ru_maxrss, which a child inherits from this script); the Dask rows leave out
+the client process (scheduler, nannies), which does none of the crawl's work. Then the RSS a
 frontier of N queued URLs adds (N = 1,000,000; 200,000 with --quick, which also crawls only the
 first QUICK_SEEDS seeds of the bundled sample).
 
@@ -70,10 +74,17 @@ def _config(tmp: Path, seeds: Path, proxy: str, name: str, **extra) -> dict:
     return {"run": {"dir": str(tmp / name)}, "crawl": {**SETTINGS, "seeds": str(seeds), "proxy": proxy, **extra}}
 
 
-def run_pagecat_dask(tmp: Path, seeds: Path, proxy: str, workers: int) -> tuple[float, int, float]:
-    """(seconds, pages, summed worker peak RSS MB) of the crawl stage on ``workers`` workers."""
-    import resource
+def _peak_rss_mb() -> float:
+    """This process's own peak RSS (VmHWM). Not ru_maxrss: a child started by fork/vfork + exec
+    (a subprocess, a Dask worker) inherits its parent's high-water mark in ru_maxrss, so a crawler
+    started from this script late in the run would report this script's peak instead of its own."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 
+
+def run_pagecat_dask(tmp: Path, seeds: Path, proxy: str, workers: int) -> tuple[float, int, float, float]:
+    """(seconds, pages, summed worker peak RSS MB, summed idle worker RSS MB before the crawl) of
+    the crawl stage on ``workers`` workers."""
     from distributed import Client, LocalCluster
 
     from pagecat.config import config_from_dict
@@ -84,23 +95,23 @@ def run_pagecat_dask(tmp: Path, seeds: Path, proxy: str, workers: int) -> tuple[
     cfg = config_from_dict(_config(tmp, seeds, proxy, f"dask{workers}"))
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as lc, \
             Client(lc) as client:
+        idle = client.run(_peak_rss_mb)  # a bare Dask worker, before any crawl module is imported
         with Timer() as t:
             m = execute(CrawlStage(), cfg, RunDir(cfg.run.dir), client, progress=False)
-        peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return t.seconds, m.counts["out"], sum(peaks.values())
+        peaks = client.run(_peak_rss_mb)
+    return t.seconds, m.counts["out"], sum(peaks.values()), sum(idle.values())
 
 
 PLAIN = textwrap.dedent("""
     import json, resource, sys, time
     from pagecat.config import config_from_dict
-    from pagecat.etl.crawl.stage import CrawlStage
+    from pagecat.etl.crawl.shard import crawl_part
     from pagecat.runs import RunDir
-    from pagecat.stage import Part
     cfg = config_from_dict(json.loads(sys.argv[1]))
     t0 = time.perf_counter()
-    counts = CrawlStage.run_part(Part("shard-0000", args={"shard": 0, "shards": 1}), cfg, RunDir(cfg.run.dir))
-    print(json.dumps({"seconds": time.perf_counter() - t0, "pages": counts["out"],
-                      "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    counts = crawl_part(cfg, RunDir(cfg.run.dir), "shard-0000", 0, 1)
+    hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")) / 1024
+    print(json.dumps({"seconds": time.perf_counter() - t0, "pages": counts["out"], "rss": hwm,
                       "cpu": sum(resource.getrusage(resource.RUSAGE_SELF)[:2])}))
 """)
 
@@ -158,8 +169,8 @@ SPIDER = textwrap.dedent("""
     process.crawl(crawler)
     process.start()
     s = crawler.stats.get_stats()
-    print(json.dumps({"seconds": s["elapsed_time_seconds"], "pages": s.get("item_scraped_count", 0),
-                      "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")) / 1024
+    print(json.dumps({"seconds": s["elapsed_time_seconds"], "pages": s.get("item_scraped_count", 0), "rss": hwm,
                       "cpu": sum(resource.getrusage(resource.RUSAGE_SELF)[:2])}))
 """)
 
@@ -235,11 +246,13 @@ def main() -> None:
                 ("pagecat-1-worker", lambda: run_pagecat_dask(tmp, seeds, site.url, 1)),
                 ("pagecat-1-process", lambda: run_pagecat_plain(tmp, seeds, site.url))]
         for system, fn in runs:
-            seconds, pages, rss = fn()
+            seconds, pages, rss, *idle = fn()
             print(f"{system}: {pages} pages in {seconds:.1f}s, peak {rss:.0f} MB", file=sys.stderr)
             results += [Result(system, dataset, "pages_per_s", pages / seconds, "pages/s"),
                         Result(system, dataset, "pages", pages, "pages"),
                         Result(system, dataset, "peak_rss", rss, "MB")]
+            if idle:  # what the Dask workers held before crawling: part of peak_rss, not the crawl's
+                results.append(Result(system, dataset, "idle_worker_rss", idle[0], "MB"))
     n = 200_000 if args.quick else 1_000_000
     fr = frontier_memory(n)
     results += [Result("pagecat", f"frontier-{n}", "rss_added", fr["added_mb"], "MB"),
