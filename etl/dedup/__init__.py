@@ -2,7 +2,8 @@
 
 Public API: ``DedupStage`` (the pipeline stage), ``MinHasher`` (texts to MinHash signatures),
 ``NearDuplicateFinder`` (near-duplicate pairs of a list of texts in one process),
-``lsh_params``, ``band_keys``, ``KeepRule``.
+``lsh_params``, ``band_keys``, ``KeepRule``; ``verify`` decides candidate pairs whose estimate is
+too close to the threshold by their exact Jaccard.
 """
 
 from .clusters import KEEP_CRITERIA, KeepRule, components

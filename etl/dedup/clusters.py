@@ -9,8 +9,6 @@ one process over the pages that have an edge: connected components of the edge g
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
 
 KEEP_CRITERIA = ("labelled", "longest", "earliest")
 
@@ -23,6 +21,10 @@ def components(edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     if len(edges) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    # imported here: workers import this package for pass 1 and never cluster (scipy.sparse is slow to import)
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
     uids, idx = np.unique(edges[:, :2], return_inverse=True)
     idx = idx.reshape(-1, 2)
     graph = sp.coo_matrix((np.ones(len(idx), np.int8), (idx[:, 0], idx[:, 1])), shape=(len(uids), len(uids)))

@@ -3,11 +3,14 @@
 Nothing here loops over words in Python. For a batch of texts (a pyarrow string array):
 
 1. ``tokenize``: one table lookup over the texts' UTF-8 bytes lower-cases ASCII letters and
-   turns every ASCII byte that is not a letter or digit (and the no-break space) into a space;
-   pyarrow splits on spaces. Bytes of other scripts are word bytes, compared as written (no
-   case folding beyond ASCII). Each distinct token gets a stable 64-bit hash (``hash_strings``:
-   a random-weight linear hash of its bytes, finalised with splitmix64). Python's ``hash()`` is
-   salted per process and never used: signatures must agree between workers and runs.
+   turns every ASCII byte that is not a letter or digit into a space, and so do the no-break
+   space and the common non-ASCII punctuation (``_SEPARATOR_RANGES``: curly quotes, dashes,
+   ellipses, CJK and full-width punctuation), so "don’t" splits as "don't" does and Chinese
+   text splits at its commas and full stops; pyarrow splits on spaces. Other non-ASCII bytes
+   are word bytes, compared as written (no case folding beyond ASCII). Each distinct token gets
+   a stable 64-bit hash (``hash_strings``: a random-weight linear hash of its bytes, finalised
+   with splitmix64). Python's ``hash()`` is salted per process and never used: signatures must
+   agree between workers and runs.
 2. ``shingle_hashes``: word n-gram hashes from consecutive token hashes (an order-sensitive
    multiply-add of ``n`` token hashes, finalised); a text shorter than ``n`` words is one
    shingle of all its words.
@@ -41,7 +44,16 @@ _BYTE_MAP[48:58] = np.arange(48, 58)
 _BYTE_MAP[97:123] = np.arange(97, 123)
 _BYTE_MAP[65:91] = np.arange(97, 123)
 _BYTE_MAP[128:] = np.arange(128, 256)
+# Three-byte UTF-8 punctuation read as a space: (lead byte, second byte, lowest and highest third byte).
+_SEPARATOR_RANGES = (
+    (0xE2, 0x80, 0x80, 0xBF), (0xE2, 0x81, 0x80, 0xAF),  # U+2000-U+206F general punctuation, odd spaces
+    (0xE3, 0x80, 0x80, 0xBF),                            # U+3000-U+303F CJK symbols and punctuation
+    (0xEF, 0xBC, 0x81, 0x8F), (0xEF, 0xBC, 0x9A, 0xA0),  # full-width ! to / and : to @
+    (0xEF, 0xBC, 0xBB, 0xBF), (0xEF, 0xBD, 0x80, 0x80),  # full-width [ to ` (not the letters)
+    (0xEF, 0xBD, 0x9B, 0xA5),                            # full-width { to ~ and half-width CJK punctuation
+)
 _DENSIFY_PROBES = 8  # probe rounds per bin before the rotation fallback: x num_perm
+_LSH_POINTS = 1001  # Simpson's rule grid of lsh_params (odd)
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
@@ -100,9 +112,20 @@ def tokenize(texts) -> tuple[np.ndarray, np.ndarray]:
     offsets_buf, data_buf = texts.buffers()[1], texts.buffers()[2]
     data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
     mapped = _BYTE_MAP[data]
-    nbsp = np.flatnonzero(data[:-1] == 0xC2)  # U+00A0 is C2 A0 in UTF-8: a space between words
+    # one pass finds the lead bytes of multi-byte characters (few in most texts); the separator
+    # tests run on these only
+    lead = np.flatnonzero(data >= 0xC2)
+    nbsp = lead[(data[lead] == 0xC2) & (lead < len(data) - 1)]  # U+00A0 is C2 A0: a space between words
     nbsp = nbsp[data[nbsp + 1] == 0xA0]
     mapped[nbsp] = mapped[nbsp + 1] = 0x20
+    lead = lead[(data[lead] >= 0xE2) & (data[lead] <= 0xEF) & (lead < len(data) - 2)]
+    if len(lead):
+        b0, b1, b2 = data[lead], data[lead + 1], data[lead + 2]
+        sep = np.zeros(len(lead), bool)
+        for first, second, lo, hi in _SEPARATOR_RANGES:
+            sep |= (b0 == first) & (b1 == second) & (b2 >= lo) & (b2 <= hi)
+        lead = lead[sep]
+        mapped[lead] = mapped[lead + 1] = mapped[lead + 2] = 0x20
     cleaned = pa.LargeStringArray.from_buffers(n, offsets_buf, pa.py_buffer(mapped), offset=texts.offset)
     words = pc.ascii_split_whitespace(cleaned)
     encoded = pc.dictionary_encode(words.flatten())
@@ -234,17 +257,25 @@ def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @functools.lru_cache(maxsize=64)
 def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
     """(bands, rows per band) with bands * rows <= num_perm, minimising the false-positive area
-    below ``threshold`` plus the false-negative area above it: datasketch's choice (equal weights)."""
-    from scipy.integrate import quad
+    below ``threshold`` plus the false-negative area above it: datasketch's choice (equal weights).
 
-    best, best_error = (1, num_perm), float("inf")
-    for bands in range(1, num_perm + 1):
-        for rows in range(1, num_perm // bands + 1):
-            fp = quad(lambda s, r=rows, b=bands: 1 - (1 - s ** float(r)) ** float(b), 0.0, threshold)[0]
-            fn = quad(lambda s, r=rows, b=bands: (1 - s ** float(r)) ** float(b), threshold, 1.0)[0]
-            if fp * 0.5 + fn * 0.5 < best_error:
-                best, best_error = (bands, rows), fp * 0.5 + fn * 0.5
-    return best
+    The areas are integrated by Simpson's rule on a fine grid, for every (bands, rows) at once
+    (datasketch calls scipy's adaptive ``quad`` for each: slow to import and to run in every
+    worker); the integrands are polynomials, so the error is far below the gaps between choices.
+    """
+    choices = [(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)]
+    bands = np.array([b for b, _ in choices], np.float64)[:, None]
+    rows = np.array([r for _, r in choices], np.float64)[:, None]
+    weights = np.ones(_LSH_POINTS)
+    weights[1:-1:2], weights[2:-1:2] = 4, 2
+
+    def area(lo: float, hi: float, false_negative: bool) -> np.ndarray:
+        s = np.linspace(lo, hi, _LSH_POINTS)[None, :]
+        miss = (1 - s ** rows) ** bands  # probability that no band matches at similarity s
+        return ((miss if false_negative else 1 - miss) @ weights) * (hi - lo) / (3 * (_LSH_POINTS - 1))
+
+    error = 0.5 * area(0.0, threshold, False) + 0.5 * area(threshold, 1.0, True)
+    return choices[int(np.argmin(error))]  # the first minimum, in datasketch's loop order
 
 
 def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:

@@ -3,8 +3,8 @@ distributed (MinHash -> LSH band rows -> bucket edges -> verification), for smal
 tests and benchmarks.
 
     finder = NearDuplicateFinder(threshold=0.8, num_perm=128, shingle_words=5).fit(texts)
-    finder.pairs_        # (m, 2) int64 text indices i < j, estimated Jaccard >= threshold
-    finder.similarity_   # (m,) float32 estimated Jaccard of each pair
+    finder.pairs_        # (m, 2) int64 text indices i < j, Jaccard >= threshold
+    finder.similarity_   # (m,) float32 Jaccard of each pair: exact where it was checked, else estimated
 """
 
 from __future__ import annotations
@@ -13,41 +13,59 @@ import numpy as np
 
 from .minhash import MinHasher, band_keys, estimated_jaccard, is_empty, lsh_params
 from .shuffle import NEAR, band_rows, bucket_edges
+from .verify import exact_jaccard, shingle_fingerprints, triage
 
 
-def verify(signatures: np.ndarray, pairs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate pairs (m, 2) of row indices kept when their estimated Jaccard >= threshold:
-    (pairs (k, 2), similarity (k,) float32)."""
+def verify(signatures: np.ndarray, pairs: np.ndarray, threshold: float,
+           fingerprints: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs (m, 2) of row indices kept when their Jaccard >= threshold:
+    (pairs (k, 2), similarity (k,) float32).
+
+    With ``fingerprints`` (values, offsets: every row's shingle fingerprints back to back), the
+    pairs estimated near the threshold are decided by their exact Jaccard (``verify.triage``);
+    without, by the estimate alone.
+    """
     if len(pairs) == 0:
         return pairs.reshape(0, 2), np.zeros(0, np.float32)
     sim = estimated_jaccard(signatures[pairs[:, 0]], signatures[pairs[:, 1]])
-    ok = sim >= np.float32(threshold) - np.float32(1e-6)
+    if fingerprints is None:
+        ok = sim >= np.float32(threshold) - np.float32(1e-6)
+        return pairs[ok], sim[ok]
+    ok, check = triage(sim, threshold, signatures.shape[1])
+    if check.any():
+        sim[check] = exact_jaccard(*fingerprints, pairs[check])
+        ok |= check & (sim >= np.float32(threshold) - np.float32(1e-6))
     return pairs[ok], sim[ok]
 
 
 class NearDuplicateFinder:
-    """Pairs of texts whose estimated Jaccard similarity (word n-gram shingles) reaches ``threshold``.
+    """Pairs of texts whose Jaccard similarity (word n-gram shingles) reaches ``threshold``.
 
     Parameters: ``threshold`` (0..1), ``num_perm``, ``shingle_words``, ``seed`` as for
     ``MinHasher``; ``max_bucket_pairs`` as for ``bucket_edges``. ``verify=False`` returns the
-    LSH candidates unverified (what datasketch's MinHashLSH answers).
+    LSH candidates unverified (what datasketch's MinHashLSH answers); ``exact=False`` verifies
+    by the estimated Jaccard alone, never checking borderline pairs exactly.
     """
 
     def __init__(self, threshold: float = 0.8, num_perm: int = 128, shingle_words: int = 5, seed: int = 1,
-                 max_bucket_pairs: int = 50, verify: bool = True):
+                 max_bucket_pairs: int = 50, verify: bool = True, exact: bool = True):
         self.threshold = threshold
         self.num_perm = num_perm
         self.shingle_words = shingle_words
         self.seed = seed
         self.max_bucket_pairs = max_bucket_pairs
         self.verify = verify
+        self.exact = exact
 
     def fit(self, texts) -> NearDuplicateFinder:
         hasher = MinHasher(self.num_perm, self.shingle_words, self.seed)
-        sig = hasher.transform(texts)
-        return self.fit_signatures(sig)
+        hashes, offsets = hasher.shingles(texts)
+        sig = hasher.signatures_from_shingles(hashes, offsets)
+        return self.fit_signatures(sig, (shingle_fingerprints(hashes), offsets) if self.exact else None)
 
-    def fit_signatures(self, sig: np.ndarray) -> NearDuplicateFinder:
+    def fit_signatures(self, sig: np.ndarray,
+                       fingerprints: tuple[np.ndarray, np.ndarray] | None = None) -> NearDuplicateFinder:
+        """As ``fit`` from signatures; ``fingerprints`` (values, offsets) as for ``verify``."""
         bands, rows = lsh_params(self.threshold, self.num_perm)
         keys = band_keys(sig, bands, rows)
         keys[is_empty(sig)] = 0  # a text with no words is nobody's near-duplicate
@@ -58,7 +76,7 @@ class NearDuplicateFinder:
         pairs = np.unique(edges[edges[:, 2] == NEAR][:, :2], axis=0)
         self.signatures_ = sig
         if self.verify:
-            self.pairs_, self.similarity_ = verify(sig, pairs, self.threshold)
+            self.pairs_, self.similarity_ = verify(sig, pairs, self.threshold, fingerprints)
         else:
             self.pairs_ = pairs
             self.similarity_ = estimated_jaccard(sig[pairs[:, 0]], sig[pairs[:, 1]]) if len(pairs) else (

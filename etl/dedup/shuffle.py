@@ -139,21 +139,27 @@ def bucket_edges(table: pa.Table, collapse_exact: bool, max_bucket_pairs: int) -
         two = two[text[two] != text[two + 1]]
     if len(two):
         out.append(np.stack([uid[two], uid[two + 1], np.full(len(two), NEAR)], axis=1))
-    for s, size in zip(starts[sizes > 2], sizes[sizes > 2]):
-        if band[s] < 0:
-            continue
-        members = uid[s:s + size]
-        if collapse_exact:
-            _, firsts = np.unique(text[s:s + size], return_index=True)
-            members = np.sort(members[firsts])
-        if len(members) < 2:
-            continue
-        if len(members) > max_bucket_pairs:
-            a, b = np.full(len(members) - 1, members[0]), members[1:]
-        else:
-            a, b = np.triu_indices(len(members), k=1)
-            a, b = members[a], members[b]
-        out.append(np.stack([a, b, np.full(len(a), NEAR)], axis=1))
+    # near buckets of more pages: vectorised per bucket size (a handful of sizes, however many buckets)
+    big = np.repeat((sizes > 2) & ~pseudo[starts], sizes)
+    if big.any():
+        g, u = group[big], uid[big]  # rows of big buckets; by bucket, then uid
+        if collapse_exact:  # the lowest uid of each distinct text in a bucket
+            t = text[big]
+            o = np.lexsort((u, t, g))
+            first = np.ones(len(o), bool)
+            first[1:] = (g[o][1:] != g[o][:-1]) | (t[o][1:] != t[o][:-1])
+            keep = np.sort(o[first])
+            g, u = g[keep], u[keep]
+        bucket_start = np.flatnonzero(np.concatenate([[True], g[1:] != g[:-1]]))
+        bucket_size = np.diff(np.append(bucket_start, len(g)))
+        for k in np.unique(bucket_size[bucket_size >= 2]).tolist():
+            members = u[bucket_start[bucket_size == k][:, None] + np.arange(k)]  # (buckets, k), uid order
+            if k > max_bucket_pairs:
+                a, b = np.repeat(members[:, :1], k - 1, axis=1), members[:, 1:]
+            else:
+                i, j = np.triu_indices(k, k=1)
+                a, b = members[:, i], members[:, j]
+            out.append(np.stack([a.ravel(), b.ravel(), np.full(a.size, NEAR)], axis=1))
     if not out:
         return np.zeros((0, 3), np.int64)
     return np.unique(np.concatenate(out).astype(np.int64), axis=0)

@@ -4,17 +4,22 @@ Three kinds of duplicate, found together as one clustering:
 
 - **exact**: the same normalised-text hash (``text_hash`` from parse);
 - **url**: the same canonical URL (``pagecat.urls.canonicalize``, the crawler's rules);
-- **near**: MinHash signatures of word n-gram shingles, LSH bands, candidates verified by
-  estimated Jaccard >= ``dedup.threshold``.
+- **near**: MinHash signatures of word n-gram shingles, LSH bands, candidates verified against
+  ``dedup.threshold`` by estimated Jaccard, or by exact Jaccard when the estimate is too close
+  to the threshold to tell (``verify``).
 
 Passes (see ``shuffle`` for the group-by):
 
-1. ``run_part`` (one task per pages part): signatures and keys of the part's pages to
-   ``dedup/_sig/<part>.parquet`` and its band rows to ``dedup/_bands/<part>.parquet``.
+1. ``run_part`` (one task per pages part): signatures, keys and shingle fingerprints of the
+   part's pages to ``dedup/_sig/<part>.parquet`` and its band rows to
+   ``dedup/_bands/<part>.parquet``. The fingerprints take 4 bytes per shingle (about one per
+   word: on WebKB about 1.6 times the compressed pages part); like the rest of ``_sig``, they
+   are deleted when the stage finishes.
 2. ``finish``: reducer tasks group the band rows by key (each a slot range of every part) and
    return candidate edges; the few pages with an edge have their signatures fetched and the
-   near candidates verified; clusters are the connected components of the verified edges and
-   each keeps one page by ``dedup.keep`` (labelled, then longest, then earliest by default).
+   near candidates verified, the borderline ones by the exact Jaccard of their fingerprints
+   (fetched for those pages only); clusters are the connected components of the verified edges
+   and each keeps one page by ``dedup.keep`` (labelled, then longest, then earliest by default).
 3. ``finish`` again, one task per part: the part's kept pages to ``dedup/pages/<part>.parquet``
    and its dropped pages to ``duplicates/<part>.parquet`` (kept id, similarity to the kept
    page, kind, cluster id). The manifest's counts are these final ones (in = out + dropped);
@@ -28,6 +33,7 @@ reaches ``docs/`` at all.
 
 from __future__ import annotations
 
+import io
 import time
 from collections import Counter
 from typing import Any
@@ -35,6 +41,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from pagecat.config import Config
 from pagecat.errors import StageError, UsageError
@@ -45,13 +52,14 @@ from pagecat.stage import Part, Stage
 from .clusters import KEEP_CRITERIA, KeepRule, components
 from .minhash import MinHasher, band_keys, estimated_jaccard, hash_strings, is_empty, lsh_params
 from .shuffle import EXACT, EXACT_BAND, NEAR, URL, URL_BAND, band_rows, reduce_slots, slot_ranges, write_band_rows
+from .verify import exact_jaccard, shingle_fingerprints, triage
 
 SIG_DIR = "dedup/_sig"
 BANDS_DIR = "dedup/_bands"
-DECISIONS_DIR = "dedup/_decisions"
 PAGES_DIR = "dedup/pages"
 DUPLICATES_DIR = "duplicates"
 ROW_BITS = 32  # uid = part index << 32 | row
+SIG_COLUMNS = ["uid", "page_id", "length", "labelled", "text_key", "url_key", "sig"]  # all but the fingerprints
 
 
 def url_keys(urls: pa.Array) -> np.ndarray:
@@ -91,8 +99,10 @@ def labelled_mask(pages: pa.Table, cfg: Config) -> np.ndarray:
     return np.array([to_key(v) in lookup if v else False for v in pages.column(column).to_pylist()], bool)
 
 
-def sign_part(pages: pa.Table, index: int, cfg: Config) -> tuple[pa.Table, pa.Table]:
-    """Pass 1 for one part: (signature table, band rows table)."""
+def sign_part(pages: pa.Table, index: int, cfg: Config,
+              lsh: tuple[int, int] | None = None) -> tuple[pa.Table, pa.Table]:
+    """Pass 1 for one part: (signature table, band rows table). ``lsh`` is (bands, rows), computed
+    once by the planner (``lsh_params`` integrates numerically: a cost per process otherwise)."""
     s = cfg.dedup
     n = pages.num_rows
     uids = (np.int64(index) << ROW_BITS) | np.arange(n, dtype=np.int64)
@@ -100,13 +110,17 @@ def sign_part(pages: pa.Table, index: int, cfg: Config) -> tuple[pa.Table, pa.Ta
     ukeys = url_keys(pages.column("url").combine_chunks())
     width = s.num_perm if s.near else 1
     sig = np.full((n, width), 0xFFFFFFFF, np.uint32)
+    fingerprints, fp_counts = [], []
     keys = None
     if s.near:
         hasher = MinHasher(s.num_perm, s.shingle_words, s.seed)
         texts = pages.column("text")
         for lo in range(0, n, s.batch_rows):
-            sig[lo:lo + s.batch_rows] = hasher.transform(texts.slice(lo, s.batch_rows))
-        keys = band_keys(sig, *lsh_params(s.threshold, s.num_perm))
+            hashes, offsets = hasher.shingles(texts.slice(lo, s.batch_rows))
+            sig[lo:lo + s.batch_rows] = hasher.signatures_from_shingles(hashes, offsets)
+            fingerprints.append(shingle_fingerprints(hashes))
+            fp_counts.append(np.diff(offsets))
+        keys = band_keys(sig, *(lsh or lsh_params(s.threshold, s.num_perm)))
         keys[is_empty(sig)] = 0
     extra = {}
     if s.exact:
@@ -115,24 +129,39 @@ def sign_part(pages: pa.Table, index: int, cfg: Config) -> tuple[pa.Table, pa.Ta
         extra[URL_BAND] = ukeys
     bands = band_rows(uids, tkeys, keys, extra)
     length = pages.column("word_count").fill_null(0).to_numpy().astype(np.int64)
+    counts = np.concatenate(fp_counts) if fp_counts else np.zeros(n, np.int64)
+    shingles = pa.LargeListArray.from_arrays(
+        pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)),
+        pa.array(np.concatenate(fingerprints) if fingerprints else np.zeros(0, np.uint32), pa.uint32()))
     sig_table = pa.table({
         "uid": uids, "page_id": pages.column("page_id"), "length": length,
         "labelled": labelled_mask(pages, cfg), "text_key": tkeys, "url_key": ukeys,
         "sig": pa.FixedSizeListArray.from_arrays(pa.array(sig.ravel(), pa.uint32()), width),
+        "shingles": shingles,  # fingerprints of the page's shingles: exact verification of borderline pairs
     })
     return sig_table, bands
 
 
-def read_members(path: str, uids: np.ndarray, *, run: RunDir) -> pa.Table:
-    """The signature rows of ``uids`` from one part's signature file."""
-    t = run.read_part(path)
+def write_sig_table(run: RunDir, path: str, table: pa.Table) -> None:
+    """A part's signature table, written atomically. Signatures and fingerprints are random
+    numbers: no dictionary encoding and no compression for them (both cost time and save nothing)."""
+    buf = io.BytesIO()
+    pq.write_table(table, buf, use_dictionary=["page_id"], row_group_size=50_000,
+                   compression={c: "none" if c in ("sig", "shingles") else "zstd" for c in table.column_names})
+    run.write_bytes_atomic(path, buf.getvalue())
+
+
+def read_members(path: str, uids: np.ndarray, *, run: RunDir, columns: list[str] = SIG_COLUMNS) -> pa.Table:
+    """The signature rows of ``uids`` from one part's signature file (``columns`` only)."""
+    t = run.read_part(path, columns=columns)
     return t.filter(pa.array(np.isin(t.column("uid").to_numpy(), uids)))
 
 
-def apply_part(part_id: str, pages_path: str, decisions_path: str, *, run: RunDir) -> dict[str, int]:
-    """Pass 3 for one part: kept pages and dropped pages written; returns the part's final counts."""
+def apply_part(part_id: str, pages_path: str, decisions: pa.Table, *, run: RunDir) -> dict[str, int]:
+    """Pass 3 for one part: kept pages and dropped pages written; returns the part's final counts.
+    ``decisions`` (schema DEDUP_DECISIONS) are the part's dropped rows, sent with the task."""
     pages = run.read_part(pages_path).cast(PAGES)
-    dec = run.read_part(decisions_path).sort_by("row")
+    dec = decisions.sort_by("row")
     rows = dec.column("row")
     dropped = pc.is_in(pa.array(np.arange(pages.num_rows, dtype=np.int64)), value_set=rows.combine_chunks())
     kept = pages.filter(pc.invert(dropped))
@@ -180,7 +209,9 @@ class DedupStage(Stage):
         files = run.list_files("pages", suffix=".parquet")
         if len(files) >= 2**31:
             raise UsageError("too many pages parts for dedup's 32-bit part index")
-        return [Part(id=run.part_name("pages", f), inputs=[f], args={"index": i}) for i, f in enumerate(files)]
+        lsh = list(lsh_params(cfg.dedup.threshold, cfg.dedup.num_perm)) if cfg.dedup.near else None
+        return [Part(id=run.part_name("pages", f), inputs=[f], args={"index": i, "lsh": lsh})
+                for i, f in enumerate(files)]
 
     @staticmethod
     def run_part(part: Part, cfg: Config, run: RunDir) -> dict[str, int]:
@@ -188,8 +219,9 @@ class DedupStage(Stage):
                                                               "domain", "seed_id"}))
         if pages.num_rows >= 2**ROW_BITS:
             raise ValueError(f"{pages.num_rows} rows in one part: more than dedup's 32-bit row index")
-        sig, bands = sign_part(pages, part.args["index"], cfg)
-        run.write_table(run.path(SIG_DIR, f"{part.id}.parquet"), sig)
+        lsh = part.args.get("lsh")
+        sig, bands = sign_part(pages, part.args["index"], cfg, tuple(lsh) if lsh else None)
+        write_sig_table(run, run.path(SIG_DIR, f"{part.id}.parquet"), sig)
         write_band_rows(run, run.path(BANDS_DIR, f"{part.id}.parquet"), bands)
         n = pages.num_rows
         return {"in": n, "out": n, "rejected": 0, "dropped": 0, "band_rows": bands.num_rows}
@@ -221,38 +253,42 @@ class DedupStage(Stage):
         pos = {"a": np.searchsorted(uid, edges[:, 0]), "b": np.searchsorted(uid, edges[:, 1])}
         near = edges[:, 2] == NEAR
         sim = estimated_jaccard(sig[pos["a"]], sig[pos["b"]]) if len(edges) else np.zeros(0, np.float32)
-        verified = ~near | (sim >= np.float32(s.threshold) - np.float32(1e-6))
+        accepted, borderline = triage(sim, s.threshold, s.num_perm)
+        borderline &= near
+        if borderline.any():  # too close to call by the estimate: the exact Jaccard decides
+            exact = self._exact(run, client, parts, edges[borderline, :2])
+            accepted[borderline] = exact >= np.float32(s.threshold) - np.float32(1e-6)
+        verified = ~near | accepted
+        t_verify = time.perf_counter()
         comp_uids, comp = components(edges[verified, :2])
 
         decisions, n_clusters = self._decide(cfg, members, order, uid, sig, comp_uids, comp)
         t_cluster = time.perf_counter()
-        for p in parts:
-            mine = decisions.get(p.args["index"], [])
-            run.write_table(run.path(DECISIONS_DIR, f"{p.id}.parquet"),
-                            pa.Table.from_pylist(mine, schema=DEDUP_DECISIONS))
+        tables = [pa.Table.from_pylist(decisions.get(p.args["index"], []), schema=DEDUP_DECISIONS) for p in parts]
         final = client.gather(client.map(
-            apply_part, [p.id for p in parts], [p.inputs[0] for p in parts],
-            [run.path(DECISIONS_DIR, f"{p.id}.parquet") for p in parts], run=run, pure=False))
+            apply_part, [p.id for p in parts], [p.inputs[0] for p in parts], tables, run=run, pure=False))
         t_apply = time.perf_counter()
         counts: dict[str, int] = {}
         for c in final:
             for k, v in c.items():
                 counts[k] = counts.get(k, 0) + v
         manifest.counts = counts  # the final outcome; manifest.parts keeps pass 1's counts
-        for folder in (BANDS_DIR, SIG_DIR, DECISIONS_DIR):
+        for folder in (BANDS_DIR, SIG_DIR):
             run.remove(folder)
         bands, rows = lsh_params(s.threshold, s.num_perm) if s.near else (0, 0)
         return {"clusters": n_clusters, "candidate_pairs": int(near.sum()),
-                "verified_pairs": int((near & verified).sum()), "exact_edges": int((edges[:, 2] == EXACT).sum()),
+                "verified_pairs": int((near & verified).sum()), "exact_checked_pairs": int(borderline.sum()),
+                "exact_edges": int((edges[:, 2] == EXACT).sum()),
                 "url_edges": int((edges[:, 2] == URL).sum()), "reducers": len(ranges), "band_rows": total_rows,
                 "lsh_bands": bands, "lsh_rows": rows, "keep": list(s.keep),
                 "final_parts": {p.id: c for p, c in zip(parts, final)},
-                "finish_seconds": {"group_by": round(t_group - t0, 3), "verify_cluster": round(t_cluster - t_group, 3),
-                                   "apply": round(t_apply - t_cluster, 3)}}
+                "finish_seconds": {"group_by": round(t_group - t0, 3), "verify": round(t_verify - t_group, 3),
+                                   "cluster": round(t_cluster - t_verify, 3), "apply": round(t_apply - t_cluster, 3)}}
 
     @staticmethod
-    def _members(run: RunDir, client, parts: list[Part], uids: np.ndarray) -> pa.Table | None:
-        """Signature rows of the pages with an edge, fetched from their parts only."""
+    def _members(run: RunDir, client, parts: list[Part], uids: np.ndarray,
+                 columns: list[str] = SIG_COLUMNS) -> pa.Table | None:
+        """Signature rows of the pages ``uids`` (``columns`` only), fetched from their parts only."""
         by_part: dict[int, np.ndarray] = {}
         part_of = uids >> ROW_BITS
         for idx in np.unique(part_of):
@@ -262,7 +298,21 @@ class DedupStage(Stage):
         index = {p.args["index"]: p for p in parts}
         paths = [run.path(SIG_DIR, f"{index[i].id}.parquet") for i in by_part]
         return _concat(client.gather(client.map(read_members, paths, list(by_part.values()), run=run,
-                                                pure=False)))
+                                                columns=columns, pure=False)))
+
+    @staticmethod
+    def _exact(run: RunDir, client, parts: list[Part], pairs: np.ndarray) -> np.ndarray:
+        """Exact Jaccard of (k, 2) uid pairs from their pages' shingle fingerprints: (k,) float32.
+        Only these pages' fingerprints are read (the column of their parts' signature files)."""
+        fp = DedupStage._members(run, client, parts, np.unique(pairs), columns=["uid", "shingles"])
+        uid = fp.column("uid").to_numpy()
+        order = np.argsort(uid)
+        lists = fp.column("shingles").combine_chunks().take(pa.array(order))
+        values = np.asarray(lists.flatten(), np.uint32)
+        offsets = np.asarray(lists.offsets, np.int64)
+        offsets = offsets - offsets[0]
+        uid = uid[order]
+        return exact_jaccard(values, offsets, np.searchsorted(uid, pairs))
 
     @staticmethod
     def _decide(cfg: Config, members: pa.Table | None, order: np.ndarray, uid: np.ndarray, sig: np.ndarray,
