@@ -1,62 +1,190 @@
-"""An ensemble of the linear model and XGBoost on the same TF-IDF rows: their (calibrated)
-probabilities averaged. The two make different mistakes (a linear score over every word
-against a few hundred tree splits on selected words), so the average beats either one, at the
-cost of training both.
+"""An ensemble of feature-based classifiers: their (calibrated) probabilities averaged, with
+weights chosen on the validation split or equal. Members make different mistakes (a linear
+score over every word, a few hundred tree splits on selected words, the nearest neighbours
+in an embedding space), so the average beats each one, at the cost of training them all.
 
-Saved as each member saves itself (``linear.*``, ``xgboost.*``) plus ``ensemble.json``.
+The default is the linear model and XGBoost on the same TF-IDF rows. Members may also read
+embeddings: with ``input="tfidf+emb"`` a row of ``X`` is the TF-IDF row followed by the doc's
+embedding (its last ``emb_dim`` columns; ``stack_inputs`` builds it), and each member reads its
+own part.
+
+Saved as each member saves itself, its file names prefixed ``member<i>.``, plus
+``ensemble.json`` (settings and weights).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
+import uuid
+from contextlib import contextmanager
 from typing import Any
 
+import fsspec
 import numpy as np
+import scipy.sparse as sp
 
 from pagecat.features.io import read_bytes
 from pagecat.runs import write_bytes_atomic
 
-from .models import LinearTextClassifier, XGBoostTextClassifier
+from .models import KnnClassifier, LinearTextClassifier, XGBoostTextClassifier
+
+MEMBER_KINDS = {"linear": LinearTextClassifier, "xgboost": XGBoostTextClassifier, "knn": KnnClassifier}
+INPUTS = ("tfidf", "emb", "tfidf+emb")
+
+
+def stack_inputs(tfidf: sp.csr_matrix, emb: np.ndarray) -> sp.csr_matrix:
+    """The ``tfidf+emb`` input: (n_docs, width + dim) float32 CSR, TF-IDF columns then embedding."""
+    return sp.hstack([tfidf, sp.csr_matrix(np.asarray(emb, np.float32))], format="csr", dtype=np.float32)
+
+
+def simplex_grid(n: int, step: float) -> list[np.ndarray]:
+    """Every weight vector of ``n`` non-negative multiples of ``step`` summing to 1."""
+    units = round(1 / step)
+    return [np.array(c, float) / units for c in itertools.product(range(units + 1), repeat=n) if sum(c) == units]
 
 
 class EnsembleClassifier:
-    """Mean of ``LinearTextClassifier`` and ``XGBoostTextClassifier`` probabilities."""
+    """Weighted mean of member probabilities.
+
+    ``members``: a list of ``{"kind": "linear" | "xgboost" | "knn", "input": "tfidf" | "emb",
+    **settings}``; without it, the legacy pair ``linear`` + ``xgboost`` (settings dicts) on
+    TF-IDF. ``weights``: ``"equal"``, or ``"validation"`` for the weights (a grid of step
+    ``weight_step``) with the least validation log-loss, each member's validation probabilities
+    coming from its fit-split model (never from a model that saw the validation docs).
+    """
 
     kind = "ensemble"
 
     def __init__(self, linear: dict[str, Any] | None = None, xgboost: dict[str, Any] | None = None,
-                 input: str = "tfidf"):
+                 input: str = "tfidf", members: list[dict[str, Any]] | None = None, weights: str = "equal",
+                 weight_step: float = 0.1, emb_dim: int = 384):
+        if input not in INPUTS:
+            raise ValueError(f"ensemble input {input!r} is not one of {', '.join(INPUTS)}")
+        if weights not in ("equal", "validation"):
+            raise ValueError(f"ensemble weights {weights!r} is not one of equal, validation")
         self.linear = dict(linear or {})
         self.xgboost = dict(xgboost or {})
         self.input = input
+        self.members = [dict(m) for m in members] if members else None
+        self.weights = weights
+        self.weight_step = weight_step
+        self.emb_dim = emb_dim
+        for m in self.member_specs():
+            if m.get("kind") not in MEMBER_KINDS:
+                raise ValueError(f"ensemble member kind {m.get('kind')!r} is not one of {', '.join(MEMBER_KINDS)}")
+            if m["input"] not in ("tfidf", "emb") or (input != "tfidf+emb" and m["input"] != input):
+                raise ValueError(f"ensemble member {m['kind']} reads {m['input']!r}, which an ensemble on "
+                                 f"{input!r} does not give")
 
     def get_params(self) -> dict[str, Any]:
-        return {"linear": self.linear, "xgboost": self.xgboost, "input": self.input}
+        return {"linear": self.linear, "xgboost": self.xgboost, "input": self.input, "members": self.members,
+                "weights": self.weights, "weight_step": self.weight_step, "emb_dim": self.emb_dim}
+
+    def member_specs(self) -> list[dict[str, Any]]:
+        if self.members:
+            return [{"input": "tfidf", **m} for m in self.members]
+        linear = {**self.linear, "c_grid": tuple(self.linear.get("c_grid", (0.3, 1.0, 3.0)))}
+        return [{"kind": "linear", **linear, "input": self.input},
+                {"kind": "xgboost", **self.xgboost, "input": self.input}]
+
+    @staticmethod
+    def _build(spec: dict[str, Any]):
+        params = {k: v for k, v in spec.items() if k != "kind"}
+        for key in ("c_grid", "k_grid", "tau_grid"):
+            if key in params:
+                params[key] = tuple(params[key])
+        return MEMBER_KINDS[spec["kind"]](**params)
+
+    def _part(self, X, member_input: str):
+        """The columns of ``X`` a member reads."""
+        if self.input != "tfidf+emb":
+            return X
+        if X.shape[1] <= self.emb_dim:
+            raise ValueError(f"an ensemble on tfidf+emb needs TF-IDF columns then {self.emb_dim} embedding "
+                             f"columns; got {X.shape[1]} columns")
+        if member_input == "emb":
+            part = X[:, -self.emb_dim:]
+            return part.toarray() if sp.issparse(part) else np.asarray(part)
+        return X[:, : X.shape[1] - self.emb_dim]
 
     def fit(self, X, y: np.ndarray, X_val=None, y_val: np.ndarray | None = None,
             sample_weight: np.ndarray | None = None, sample_weight_val: np.ndarray | None = None
             ) -> EnsembleClassifier:
-        linear = {**self.linear, "c_grid": tuple(self.linear.get("c_grid", (1.0, 10.0, 100.0)))}
-        self.members_ = [LinearTextClassifier(**{**linear, "input": self.input}),
-                         XGBoostTextClassifier(**{**self.xgboost, "input": self.input})]
-        for m in self.members_:
-            m.fit(X, y, X_val, y_val, sample_weight=sample_weight, sample_weight_val=sample_weight_val)
+        specs = self.member_specs()
+        self.members_ = [self._build(s) for s in specs]
+        has_val = X_val is not None and X_val.shape[0] > 0
+        val_probas = []
+        self.member_seconds_ = []
+        for spec, m in zip(specs, self.members_, strict=True):
+            t0 = time.perf_counter()
+            X_m, X_val_m = self._part(X, spec["input"]), self._part(X_val, spec["input"]) if has_val else None
+            m.fit(X_m, y, X_val_m, y_val, sample_weight=sample_weight, sample_weight_val=sample_weight_val)
+            self.member_seconds_.append(time.perf_counter() - t0)
+            if has_val and self.weights == "validation":
+                # refitted members (linear, kNN) kept their fit-split validation probabilities;
+                # XGBoost only ever trained on the fit split
+                p = getattr(m, "validation_proba_", None)
+                val_probas.append(p if p is not None else m.predict_proba(X_val_m))
         self.classes_ = self.members_[0].classes_
         if not all(np.array_equal(m.classes_, self.classes_) for m in self.members_):
             raise ValueError("ensemble members learned different classes")
+        self.weights_ = np.full(len(self.members_), 1 / len(self.members_))
+        self.scores_: dict[str, float] = {}
+        if val_probas:
+            rows = np.searchsorted(self.classes_, y_val)
+            best = np.inf
+            for w in simplex_grid(len(val_probas), self.weight_step):
+                p = sum(wi * pi for wi, pi in zip(w, val_probas, strict=True))
+                loss = float(-np.mean(np.log(np.clip(p[np.arange(len(rows)), rows], 1e-12, None))))
+                self.scores_[",".join(f"{wi:.2f}" for wi in w)] = loss
+                if loss < best - 1e-9:
+                    best, self.weights_ = loss, w
         return self
 
     def predict_proba(self, X) -> np.ndarray:
-        return np.mean([m.predict_proba(X) for m in self.members_], axis=0).astype(np.float32)
+        p = sum(w * m.predict_proba(self._part(X, s["input"]))
+                for w, m, s in zip(self.weights_, self.members_, self.member_specs(), strict=True) if w > 0)
+        return np.asarray(p, dtype=np.float32)
 
     def save(self, fs, folder: str) -> list[str]:
-        files = [f for m in self.members_ for f in m.save(fs, folder)]
-        write_bytes_atomic(fs, f"{folder}/ensemble.json", json.dumps({"params": self.get_params()}, indent=2).encode())
+        files = []
+        for i, m in enumerate(self.members_):
+            with _scratch() as (mem, tmp):
+                for f in m.save(mem, tmp):  # the member's own files, renamed member<i>.<file>
+                    write_bytes_atomic(fs, f"{folder}/member{i}.{f}", mem.cat_file(f"{tmp}/{f}"))
+                    files.append(f"member{i}.{f}")
+        write_bytes_atomic(fs, f"{folder}/ensemble.json", json.dumps(
+            {"params": self.get_params(), "weights": self.weights_.tolist()}, indent=2).encode())
         return [*files, "ensemble.json"]
 
     @classmethod
     def load(cls, fs, folder: str) -> EnsembleClassifier:
-        model = cls(**json.loads(read_bytes(fs, f"{folder}/ensemble.json"))["params"])
-        model.members_ = [LinearTextClassifier.load(fs, folder), XGBoostTextClassifier.load(fs, folder)]
+        meta = json.loads(read_bytes(fs, f"{folder}/ensemble.json"))
+        model = cls(**meta["params"])
+        model.members_ = []
+        for i, spec in enumerate(model.member_specs()):
+            prefix = f"member{i}."
+            with _scratch() as (mem, tmp):
+                for path in fs.ls(folder, detail=False):
+                    name = path.rsplit("/", 1)[-1]
+                    if name.startswith(prefix):
+                        mem.pipe_file(f"{tmp}/{name[len(prefix):]}", read_bytes(fs, path))
+                model.members_.append(MEMBER_KINDS[spec["kind"]].load(mem, tmp))
+        model.weights_ = np.array(meta["weights"], float)
         model.classes_ = model.members_[0].classes_
         return model
+
+
+@contextmanager
+def _scratch():
+    """A private in-memory folder: members save and load there under their own file names (the
+    model store keeps one flat folder a model, so the ensemble prefixes each member's names)."""
+    mem = fsspec.filesystem("memory")
+    tmp = f"/pagecat-ensemble-{uuid.uuid4().hex}"
+    mem.makedirs(tmp, exist_ok=True)
+    try:
+        yield mem, tmp
+    finally:
+        mem.rm(tmp, recursive=True)
