@@ -12,6 +12,7 @@ characters themselves).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,15 +89,19 @@ def _rows(run: RunDir, part_id: str, docs: pa.Table, input_name: str, cfg: Confi
     return rows[[where[d] for d in part_ids]]
 
 
-def load_labelled(run: RunDir, input_name: str = "tfidf", cfg: Config | None = None) -> LabelledDocs:
-    """Tagged docs (label not null) and their model input, in docs-part order."""
+def labelled_meta(run: RunDir, cfg: Config | None = None, input_name: str = "tfidf",
+                  on_part: Callable[[str, pa.Table], None] | None = None
+                  ) -> tuple[LabelledDocs, list[tuple[str, str, int]]]:
+    """The tagged docs' ids, labels, groups, hosts, clusters and weights (``X`` left None), and
+    (part id, docs path, tagged rows) of every docs part with tagged docs, in docs-part order.
+    ``on_part(part_id, docs)`` sees each part's tagged docs table (with the text fields the
+    ``text`` input reads) while it is in memory, so a caller can read the part's model input."""
     cfg = cfg or Config()
-    width = load_fitted(run).width if input_name == "tfidf" else 0
-    out = LabelledDocs(doc_ids=[], X=[], labels=[], groups=[], hosts=[])
+    out = LabelledDocs(doc_ids=[], X=None, labels=[], groups=[], hosts=[])
+    parts: list[tuple[str, str, int]] = []
     clusters: list = []
     weights: list = []
-    has_cluster = has_weight = None
-    blocks = []
+    has_cluster = has_weight = False
     for part_id, path in docs_parts(run).items():
         names = parquet_columns(run, path)
         has_cluster, has_weight = "cluster" in names, "sample_weight" in names
@@ -107,22 +112,35 @@ def load_labelled(run: RunDir, input_name: str = "tfidf", cfg: Config | None = N
         docs = docs.filter(pc.is_valid(docs.column("label")))
         if docs.num_rows == 0:
             continue
-        blocks.append(_rows(run, part_id, docs, input_name, cfg, width))
+        if on_part is not None:
+            on_part(part_id, docs)
+        parts.append((part_id, path, docs.num_rows))
         out.doc_ids += docs.column("doc_id").to_pylist()
         out.labels += docs.column("label").to_pylist()
         out.groups += docs.column("group").to_pylist()
         out.hosts += docs.column("host").to_pylist()
         clusters += docs.column("cluster").to_pylist() if has_cluster else [None] * docs.num_rows
         weights += docs.column("sample_weight").to_pylist() if has_weight else [1.0] * docs.num_rows
+    out.clusters = clusters if has_cluster else duplicate_clusters(run, out.doc_ids)
+    if has_weight and any(w not in (None, 1.0) for w in weights):  # all ones (or nulls): no weights at all
+        out.sample_weight = np.asarray([1.0 if w is None else w for w in weights], np.float64)
+    return out, parts
+
+
+def load_labelled(run: RunDir, input_name: str = "tfidf", cfg: Config | None = None) -> LabelledDocs:
+    """Tagged docs (label not null) and their model input, in docs-part order."""
+    cfg = cfg or Config()
+    width = load_fitted(run).width if input_name == "tfidf" else 0
+    blocks = []
+    out, _ = labelled_meta(run, cfg, input_name,
+                           on_part=lambda part_id, docs: blocks.append(_rows(run, part_id, docs, input_name, cfg,
+                                                                             width)))
     if input_name == "text":
         out.X = [row for block in blocks for row in block]
     elif input_name == "tfidf":
         out.X = sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, width), dtype=np.float32)
     else:
         out.X = np.vstack(blocks) if blocks else np.zeros((0, 0), np.float32)
-    out.clusters = clusters if has_cluster else duplicate_clusters(run, out.doc_ids)
-    if has_weight and any(w not in (None, 1.0) for w in weights):  # all ones (or nulls): no weights at all
-        out.sample_weight = np.asarray([1.0 if w is None else w for w in weights], np.float64)
     return out
 
 
@@ -237,3 +255,38 @@ def class_weights(y: np.ndarray, n_classes: int, mode: str | None,
         per_class = len(y) / (n_classes * np.maximum(counts, 1))
         w = per_class[y] if w is None else w * per_class[y]
     return w
+
+
+@dataclass
+class TrainingSplit:
+    """The class indices and the seeded splits every model of a run trains and is measured on."""
+
+    classes: list[str]           # sorted labels; class i is classes[i]
+    y: np.ndarray                # (n,) int64 class indices of the tagged docs
+    fit: np.ndarray              # doc indices the model is fitted on
+    val: np.ndarray              # doc indices for early stopping, C and temperature
+    test: np.ndarray             # held-out doc indices the metrics are measured on
+    weights: np.ndarray | None   # (n,) per-doc weights, or None when all are 1
+
+
+def split_indices(data: LabelledDocs, y: np.ndarray, cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fit, validation, test) indices: the same for every model of a run (seeded), grouped when
+    ``train.group_by`` says so (the validation split is carved from the train side by class)."""
+    t = cfg.train
+    groups = group_keys(data, t.group_by)
+    if groups is None:
+        train, test = stratified_split(y, t.test_size, t.seed)
+    else:
+        train, test = grouped_split(y, groups, t.test_size, t.seed)
+    fit, val = validation_split(y[train], t.validation_size, t.seed)
+    return train[fit], train[val], test
+
+
+def training_split(data: LabelledDocs, cfg: Config) -> TrainingSplit:
+    """The tagged docs' classes, class indices, splits and weights under ``cfg.train``."""
+    classes = sorted(set(data.labels))
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index[label] for label in data.labels], dtype=np.int64)
+    fit, val, test = split_indices(data, y, cfg)
+    weights = class_weights(y, len(classes), cfg.train.class_weight, data.sample_weight)
+    return TrainingSplit(classes, y, fit, val, test, weights)

@@ -30,6 +30,20 @@ from pagecat.features.io import load_arrays, read_bytes, save_arrays
 from pagecat.runs import write_bytes_atomic
 
 
+def save_model_files(fs, folder: str, stem: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> list[str]:
+    """``<stem>.safetensors`` (the fitted arrays) and ``<stem>.json`` (params and scalars) in
+    ``folder``; returns the two file names."""
+    save_arrays(fs, f"{folder}/{stem}.safetensors", arrays)
+    write_bytes_atomic(fs, f"{folder}/{stem}.json", json.dumps(meta, indent=2).encode())
+    return [f"{stem}.safetensors", f"{stem}.json"]
+
+
+def load_model_files(fs, folder: str, stem: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(meta, arrays) written by ``save_model_files``."""
+    meta = json.loads(read_bytes(fs, f"{folder}/{stem}.json"))
+    return meta, load_arrays(read_bytes(fs, f"{folder}/{stem}.safetensors"))
+
+
 def softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -142,17 +156,14 @@ class LinearTextClassifier:
         return softmax(self.decision_function(X) / self.temperature_).astype(np.float32)
 
     def save(self, fs, folder: str) -> list[str]:
-        save_arrays(fs, f"{folder}/linear.safetensors",
-                    {"coef": self.coef_, "intercept": self.intercept_, "classes": self.classes_})
-        write_bytes_atomic(fs, f"{folder}/linear.json", json.dumps(
-            {"params": self.get_params(), "C": self.C_, "temperature": self.temperature_}, indent=2).encode())
-        return ["linear.safetensors", "linear.json"]
+        return save_model_files(fs, folder, "linear",
+                                {"coef": self.coef_, "intercept": self.intercept_, "classes": self.classes_},
+                                {"params": self.get_params(), "C": self.C_, "temperature": self.temperature_})
 
     @classmethod
     def load(cls, fs, folder: str) -> LinearTextClassifier:
-        meta = json.loads(read_bytes(fs, f"{folder}/linear.json"))
+        meta, arrays = load_model_files(fs, folder, "linear")
         model = cls(**{**meta["params"], "c_grid": tuple(meta["params"]["c_grid"])})
-        arrays = load_arrays(read_bytes(fs, f"{folder}/linear.safetensors"))
         model.coef_, model.intercept_, model.classes_ = arrays["coef"], arrays["intercept"], arrays["classes"]
         model.C_, model.temperature_ = meta["C"], meta["temperature"]
         return model
@@ -239,20 +250,26 @@ class KnnClassifier:
         return self._proba(sims, self.labels_[idx], self.k_, self.tau_)
 
     def save(self, fs, folder: str) -> list[str]:
-        save_arrays(fs, f"{folder}/knn.safetensors",
-                    {"vectors": self.vectors_, "labels": self.labels_, "classes": self.classes_})
-        write_bytes_atomic(fs, f"{folder}/knn.json", json.dumps(
-            {"params": self.get_params(), "k": self.k_, "tau": self.tau_}, indent=2).encode())
-        return ["knn.safetensors", "knn.json"]
+        return save_model_files(fs, folder, "knn",
+                                {"vectors": self.vectors_, "labels": self.labels_, "classes": self.classes_},
+                                {"params": self.get_params(), "k": self.k_, "tau": self.tau_})
 
     @classmethod
     def load(cls, fs, folder: str) -> KnnClassifier:
-        meta = json.loads(read_bytes(fs, f"{folder}/knn.json"))
+        meta, arrays = load_model_files(fs, folder, "knn")
         model = cls(**meta["params"])
-        arrays = load_arrays(read_bytes(fs, f"{folder}/knn.safetensors"))
         model.vectors_, model.labels_, model.classes_ = arrays["vectors"], arrays["labels"], arrays["classes"]
         model.k_, model.tau_ = meta["k"], meta["tau"]
         return model
+
+
+def frequent_columns(df: np.ndarray, min_df: int) -> np.ndarray:
+    """Columns whose document frequency ``df`` (width,) is at least ``min_df``; with a handful of
+    docs, whatever occurs, and at least one column."""
+    cols = np.flatnonzero(df >= min_df)
+    if len(cols) == 0:
+        cols = np.flatnonzero(df > 0) if df.any() else np.array([0])
+    return cols
 
 
 def select_columns(X: sp.csr_matrix, y: np.ndarray, min_df: int, max_features: int) -> np.ndarray:
@@ -262,10 +279,7 @@ def select_columns(X: sp.csr_matrix, y: np.ndarray, min_df: int, max_features: i
     A hashed TF-IDF matrix has up to 2**18 mostly empty columns; tree building costs grow with
     the column count, and a column seen in one doc can never pass ``min_child_weight``.
     """
-    df = np.bincount(X.indices, minlength=X.shape[1])
-    cols = np.flatnonzero(df >= min_df)
-    if len(cols) == 0:  # a handful of docs: keep whatever occurs, at least one column
-        cols = np.flatnonzero(df > 0) if df.any() else np.array([0])
+    cols = frequent_columns(np.bincount(X.indices, minlength=X.shape[1]), min_df)
     if len(cols) > max_features:
         scores = np.nan_to_num(chi2(X[:, cols], y)[0])
         cols = np.sort(cols[np.argsort(-scores, kind="stable")[:max_features]])

@@ -27,18 +27,14 @@ from . import xgb_dask
 from .data import (
     GROUP_BY,
     check_trainable,
-    class_weights,
     feature_settings,
-    group_keys,
-    grouped_split,
     load_labelled,
     read_labels,
-    stratified_split,
-    validation_split,
+    split_indices,  # noqa: F401 (part of this module's API: the splits every model of a run shares)
+    training_split,
 )
-from .metrics import classification_metrics
 from .registry import MODEL_INPUT, build_model
-from .store import COMPARISON, load_card, save_model
+from .store import COMPARISON, load_card, save_trained
 
 HEADLINE = ("accuracy", "macro_f1", "top3_accuracy", "ece", "train_seconds", "predict_docs_per_s",
             "n_train", "n_test")
@@ -47,19 +43,6 @@ HEADLINE = ("accuracy", "macro_f1", "top3_accuracy", "ece", "train_seconds", "pr
 def take(X, idx: np.ndarray):
     """Rows ``idx`` of a model input: a matrix, or a list of docs' fields."""
     return [X[i] for i in idx] if isinstance(X, list) else X[idx]
-
-
-def split_indices(data, y: np.ndarray, cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(fit, validation, test) indices: the same for every model of a run (seeded), grouped when
-    ``train.group_by`` says so (the validation split is carved from the train side by class)."""
-    t = cfg.train
-    groups = group_keys(data, t.group_by)
-    if groups is None:
-        train, test = stratified_split(y, t.test_size, t.seed)
-    else:
-        train, test = grouped_split(y, groups, t.test_size, t.seed)
-    fit, val = validation_split(y[train], t.validation_size, t.seed)
-    return train[fit], train[val], test
 
 
 class TrainStage(Stage):
@@ -106,33 +89,25 @@ class TrainStage(Stage):
             return xgb_dask.train_distributed(name, cfg, run)
         input_name = MODEL_INPUT[name]
         data = load_labelled(run, input_name, cfg)
-        features = feature_settings(run, input_name, cfg)
-        classes = sorted(set(data.labels))
-        index = {c: i for i, c in enumerate(classes)}
-        y = np.array([index[label] for label in data.labels], dtype=np.int64)
-        fit, val, test = split_indices(data, y, cfg)
-        weights = class_weights(y, len(classes), cfg.train.class_weight, data.sample_weight)
+        split = training_split(data, cfg)
+        fit, val, weights = split.fit, split.val, split.weights
 
         model = build_model(name, cfg.train, cfg.features.embeddings.model_path)
         t0 = time.perf_counter()
-        model.fit(take(data.X, fit), y[fit], take(data.X, val), y[val],
+        model.fit(take(data.X, fit), split.y[fit], take(data.X, val), split.y[val],
                   sample_weight=None if weights is None else weights[fit],
                   sample_weight_val=None if weights is None else weights[val])
         train_seconds = time.perf_counter() - t0
-        if not np.array_equal(model.classes_, np.arange(len(classes))):
-            raise ValueError(f"model {name} learned classes {model.classes_.tolist()}, expected 0..{len(classes) - 1}")
+        if not np.array_equal(model.classes_, np.arange(len(split.classes))):
+            raise ValueError(f"model {name} learned classes {model.classes_.tolist()}, "
+                             f"expected 0..{len(split.classes) - 1}")
         t0 = time.perf_counter()
-        proba = model.predict_proba(take(data.X, test))
+        proba = model.predict_proba(take(data.X, split.test))
         predict_seconds = time.perf_counter() - t0
-
-        metrics = classification_metrics(y[test], proba, classes)
-        metrics.update(model=name, input=input_name, train_seconds=round(train_seconds, 3),
-                       predict_docs_per_s=round(len(test) / max(predict_seconds, 1e-9), 1),
-                       n_train=len(fit) + len(val), n_fit=len(fit), n_validation=len(val),
-                       n_test=len(test), group_by=cfg.train.group_by)
-        save_model(run, name, model, classes=classes, docs_version=docs_version(run),
-                   features=features, metrics=metrics)
-        return {"in": len(y), "out": len(y), "models": 1}
+        save_trained(run, name, model, input_name=input_name, split=split, proba=proba, train_seconds=train_seconds,
+                     predict_seconds=predict_seconds, features=feature_settings(run, input_name, cfg),
+                     docs_version=docs_version(run), group_by=cfg.train.group_by)
+        return {"in": len(split.y), "out": len(split.y), "models": 1}
 
     def finish(self, cfg: Config, run: RunDir, client: Client, manifest: Manifest) -> dict[str, Any]:
         rows, classes = [], []

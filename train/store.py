@@ -25,6 +25,7 @@ from pagecat.errors import UsageError
 from pagecat.features.io import read_bytes, sha256_bytes
 from pagecat.runs import RunDir, now_iso
 
+from .metrics import classification_metrics
 from .registry import MODEL_KINDS
 
 STORE_FORMAT = 1
@@ -67,6 +68,20 @@ def save_model(run: RunDir, name: str, model, *, classes: list[str], docs_versio
     }
     run.write_json(f"{folder}/card.json", card)
     return card
+
+
+def save_trained(run: RunDir, name: str, model, *, input_name: str, split, proba, train_seconds: float,
+                 predict_seconds: float, features: dict[str, Any], docs_version: str, group_by: str | None,
+                 **extra: Any) -> dict[str, Any]:
+    """Measure a trained model on its split's test docs (``proba`` (n_test, n_classes)) and save it
+    with those metrics (``extra`` adds fields to them); returns its card."""
+    metrics = classification_metrics(split.y[split.test], proba, split.classes)
+    metrics.update(model=name, input=input_name, train_seconds=round(train_seconds, 3),
+                   predict_docs_per_s=round(len(split.test) / max(predict_seconds, 1e-9), 1),
+                   n_train=len(split.fit) + len(split.val), n_fit=len(split.fit), n_validation=len(split.val),
+                   n_test=len(split.test), group_by=group_by, **extra)
+    return save_model(run, name, model, classes=split.classes, docs_version=docs_version, features=features,
+                      metrics=metrics)
 
 
 def trained_models(run: RunDir) -> list[str]:

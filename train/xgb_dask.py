@@ -28,15 +28,14 @@ import scipy.sparse as sp
 
 from pagecat.config import Config
 from pagecat.features.embeddings import EMB_DIR
-from pagecat.features.io import docs_parts, docs_version, parquet_columns
+from pagecat.features.io import docs_version
 from pagecat.features.tfidf import TFIDF_DIR, load_fitted
 from pagecat.runs import RunDir
 
-from .data import LabelledDocs, _rows, class_weights, duplicate_clusters, feature_settings
-from .metrics import classification_metrics
-from .models import XGBoostTextClassifier
+from .data import _rows, feature_settings, labelled_meta, training_split
+from .models import XGBoostTextClassifier, frequent_columns
 from .registry import MODEL_INPUT, build_model
-from .store import save_model
+from .store import save_trained
 
 # auto: distributed when the features exceed this share of the smallest worker's memory limit.
 # A hist DMatrix, its quantile sketch and the gradients take a few times the raw CSR.
@@ -80,38 +79,17 @@ def wants_distributed(cfg: Config, run: RunDir, name: str) -> bool:
     return input_bytes(run, MODEL_INPUT[name]) > AUTO_SHARE * smallest_worker_memory(workers)
 
 
-# -- the tagged docs without their features -------------------------------------------------
-def labelled_meta(run: RunDir) -> tuple[LabelledDocs, list[tuple[str, str, int]]]:
-    """The tagged docs' ids, labels, groups, hosts, clusters and weights (``X`` left None), and
-    (part id, docs path, tagged rows) of every docs part, in the order ``load_labelled`` uses."""
-    out = LabelledDocs(doc_ids=[], X=None, labels=[], groups=[], hosts=[])
-    parts, clusters, weights = [], [], []
-    has_cluster = has_weight = False
-    for part_id, path in docs_parts(run).items():
-        names = parquet_columns(run, path)
-        has_cluster, has_weight = "cluster" in names, "sample_weight" in names
-        wanted = ["doc_id", "label", "group", "host"] + [c for c in ("cluster", "sample_weight") if c in names]
-        docs = run.read_part(path, columns=wanted)
-        docs = docs.filter(pc.is_valid(docs.column("label")))
-        if docs.num_rows == 0:
-            continue
-        parts.append((part_id, path, docs.num_rows))
-        out.doc_ids += docs.column("doc_id").to_pylist()
-        out.labels += docs.column("label").to_pylist()
-        out.groups += docs.column("group").to_pylist()
-        out.hosts += docs.column("host").to_pylist()
-        clusters += docs.column("cluster").to_pylist() if has_cluster else [None] * docs.num_rows
-        weights += docs.column("sample_weight").to_pylist() if has_weight else [1.0] * docs.num_rows
-    out.clusters = clusters if has_cluster else duplicate_clusters(run, out.doc_ids)
-    if has_weight and any(w not in (None, 1.0) for w in weights):
-        out.sample_weight = np.asarray([1.0 if w is None else w for w in weights], np.float64)
-    return out, parts
+# -- the tagged docs' rows, part by part ------------------------------------------------------
+def part_masks(indices: np.ndarray, parts: list[tuple[str, str, int]]) -> list[np.ndarray]:
+    """For each part, which entries of ``indices`` (sorted, global) fall in it (boolean masks)."""
+    bounds = np.cumsum([0] + [n for _, _, n in parts])
+    return [(indices >= lo) & (indices < hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
 def per_part(indices: np.ndarray, parts: list[tuple[str, str, int]]) -> list[np.ndarray]:
     """Sorted global row indices -> each part's local row positions."""
-    bounds = np.cumsum([0] + [n for _, _, n in parts])
-    return [indices[(indices >= lo) & (indices < hi)] - lo for lo, hi in zip(bounds[:-1], bounds[1:])]
+    starts = np.cumsum([0] + [n for _, _, n in parts])
+    return [indices[mask] - lo for mask, lo in zip(part_masks(indices, parts), starts)]
 
 
 # -- on the workers ---------------------------------------------------------------------------
@@ -142,9 +120,7 @@ def select_columns_from_stats(df: np.ndarray, observed: np.ndarray, class_counts
     """``models.select_columns`` from summed statistics: columns in at least ``min_df`` fit docs,
     then the ``max_features`` best by chi2 (sklearn's formula: observed per-class sums against
     the class shares times the column sums)."""
-    cols = np.flatnonzero(df >= min_df)
-    if len(cols) == 0:
-        cols = np.flatnonzero(df > 0) if df.any() else np.array([0])
+    cols = frequent_columns(df, min_df)
     if len(cols) > max_features:
         obs = observed[:, cols]
         expected = np.outer(class_counts / class_counts.sum(), obs.sum(axis=0))
@@ -184,16 +160,11 @@ def train_distributed(name: str, cfg: Config, run: RunDir) -> dict[str, Any]:
     import xgboost.dask  # noqa: F401 (the submodule is not imported by the package)
     from distributed import Lock, worker_client
 
-    from .stage import split_indices
-
     input_name = MODEL_INPUT[name]
     data, parts = labelled_meta(run)
     features = feature_settings(run, input_name, cfg)
-    classes = sorted(set(data.labels))
-    index = {c: i for i, c in enumerate(classes)}
-    y = np.array([index[label] for label in data.labels], dtype=np.int64)
-    fit, val, test = split_indices(data, y, cfg)
-    weights = class_weights(y, len(classes), cfg.train.class_weight, data.sample_weight)
+    split = training_split(data, cfg)
+    classes, y, fit, val, test, weights = split.classes, split.y, split.fit, split.val, split.test, split.weights
     model: XGBoostTextClassifier = build_model(name, cfg.train, cfg.features.embeddings.model_path)
     local = {k: per_part(v, parts) for k, v in (("fit", fit), ("val", val), ("test", test))}
     width = load_fitted(run).width if input_name == "tfidf" else 0
@@ -206,7 +177,7 @@ def train_distributed(name: str, cfg: Config, run: RunDir) -> dict[str, Any]:
         if input_name == "tfidf":
             futures = [client.submit(column_stats, run, pid, path, width, rows, y[fit][mask], len(classes),
                                      pure=False)
-                       for (pid, path, _), rows, mask in zip(parts, local["fit"], _part_masks(fit, parts))
+                       for (pid, path, _), rows, mask in zip(parts, local["fit"], part_masks(fit, parts))
                        if len(rows)]
             df, observed = np.zeros(width, np.int64), np.zeros((len(classes), width))
             for fut in futures:  # summed as they arrive: one part's sums in memory at a time
@@ -252,16 +223,8 @@ def train_distributed(name: str, cfg: Config, run: RunDir) -> dict[str, Any]:
         proba = np.column_stack([1 - proba, proba]) if proba.ndim == 1 else proba
         predict_seconds = time.perf_counter() - t0
 
-    metrics = classification_metrics(y[test], proba, classes)
-    metrics.update(model=name, input=input_name, train_seconds=round(train_seconds, 3),
-                   predict_docs_per_s=round(len(test) / max(predict_seconds, 1e-9), 1),
-                   n_train=len(fit) + len(val), n_fit=len(fit), n_validation=len(val),
-                   n_test=len(test), group_by=cfg.train.group_by, distributed_workers=n_workers)
-    save_model(run, name, model, classes=classes, docs_version=docs_version(run), features=features, metrics=metrics)
+    save_trained(run, name, model, input_name=input_name, split=split, proba=proba, train_seconds=train_seconds,
+                 predict_seconds=predict_seconds, features=features,
+                 docs_version=docs_version(run), group_by=cfg.train.group_by, distributed_workers=n_workers)
     return {"in": len(y), "out": len(y), "models": 1}
 
-
-def _part_masks(indices: np.ndarray, parts: list[tuple[str, str, int]]) -> list[np.ndarray]:
-    """For each part, which entries of ``indices`` (sorted, global) fall in it (boolean masks)."""
-    bounds = np.cumsum([0] + [n for _, _, n in parts])
-    return [(indices >= lo) & (indices < hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
