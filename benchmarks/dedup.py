@@ -53,12 +53,16 @@ import tarfile  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pyarrow as pa  # noqa: E402
 
 from benchmarks.common import Result, Timer, parse_args, report  # noqa: E402
+
+if TYPE_CHECKING:
+    from pagecat.runs import Manifest
 
 THRESHOLD, NUM_PERM, SHINGLE = 0.8, 128, 5
 WORD = re.compile(r"\w+")
@@ -270,7 +274,7 @@ def _import_stage() -> None:
     import pagecat.etl.dedup.stage  # noqa: F401
 
 
-def run_stage(texts: list[str], workers: int, parts: int, warm: bool = True) -> tuple[float, float, dict]:
+def run_stage(texts: list[str], workers: int, parts: int, warm: bool = True) -> tuple[float, float, Manifest]:
     """(seconds, peak MB of the busiest worker, manifest) of the dedup stage on a fresh LocalCluster.
 
     ``warm``: the workers import the stage's modules before the clock starts, as they have after

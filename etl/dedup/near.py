@@ -13,7 +13,7 @@ import numpy as np
 
 from .minhash import MinHasher, band_keys, estimated_jaccard, is_empty, lsh_params
 from .shuffle import NEAR, band_rows, bucket_edges
-from .verify import exact_jaccard, shingle_fingerprints, triage
+from .verify import exact_jaccard, reaches, shingle_fingerprints, triage
 
 
 def verify(signatures: np.ndarray, pairs: np.ndarray, threshold: float,
@@ -29,12 +29,12 @@ def verify(signatures: np.ndarray, pairs: np.ndarray, threshold: float,
         return pairs.reshape(0, 2), np.zeros(0, np.float32)
     sim = estimated_jaccard(signatures[pairs[:, 0]], signatures[pairs[:, 1]])
     if fingerprints is None:
-        ok = sim >= np.float32(threshold) - np.float32(1e-6)
+        ok = reaches(sim, threshold)
         return pairs[ok], sim[ok]
     ok, check = triage(sim, threshold, signatures.shape[1])
     if check.any():
         sim[check] = exact_jaccard(*fingerprints, pairs[check])
-        ok |= check & (sim >= np.float32(threshold) - np.float32(1e-6))
+        ok |= check & reaches(sim, threshold)
     return pairs[ok], sim[ok]
 
 

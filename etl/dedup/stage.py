@@ -52,7 +52,7 @@ from pagecat.stage import Part, Stage
 from .clusters import KEEP_CRITERIA, KeepRule, components
 from .minhash import MinHasher, band_keys, estimated_jaccard, hash_strings, is_empty, lsh_params
 from .shuffle import EXACT, EXACT_BAND, NEAR, URL, URL_BAND, band_rows, reduce_slots, slot_ranges, write_band_rows
-from .verify import exact_jaccard, shingle_fingerprints, triage
+from .verify import exact_jaccard, reaches, shingle_fingerprints, triage
 
 SIG_DIR = "dedup/_sig"
 BANDS_DIR = "dedup/_bands"
@@ -99,10 +99,8 @@ def labelled_mask(pages: pa.Table, cfg: Config) -> np.ndarray:
     return np.array([to_key(v) in lookup if v else False for v in pages.column(column).to_pylist()], bool)
 
 
-def sign_part(pages: pa.Table, index: int, cfg: Config,
-              lsh: tuple[int, int] | None = None) -> tuple[pa.Table, pa.Table]:
-    """Pass 1 for one part: (signature table, band rows table). ``lsh`` is (bands, rows), computed
-    once by the planner (``lsh_params`` integrates numerically: a cost per process otherwise)."""
+def sign_part(pages: pa.Table, index: int, cfg: Config) -> tuple[pa.Table, pa.Table]:
+    """Pass 1 for one part: (signature table, band rows table)."""
     s = cfg.dedup
     n = pages.num_rows
     uids = (np.int64(index) << ROW_BITS) | np.arange(n, dtype=np.int64)
@@ -120,7 +118,7 @@ def sign_part(pages: pa.Table, index: int, cfg: Config,
             sig[lo:lo + s.batch_rows] = hasher.signatures_from_shingles(hashes, offsets)
             fingerprints.append(shingle_fingerprints(hashes))
             fp_counts.append(np.diff(offsets))
-        keys = band_keys(sig, *(lsh or lsh_params(s.threshold, s.num_perm)))
+        keys = band_keys(sig, *lsh_params(s.threshold, s.num_perm))
         keys[is_empty(sig)] = 0
     extra = {}
     if s.exact:
@@ -209,9 +207,7 @@ class DedupStage(Stage):
         files = run.list_files("pages", suffix=".parquet")
         if len(files) >= 2**31:
             raise UsageError("too many pages parts for dedup's 32-bit part index")
-        lsh = list(lsh_params(cfg.dedup.threshold, cfg.dedup.num_perm)) if cfg.dedup.near else None
-        return [Part(id=run.part_name("pages", f), inputs=[f], args={"index": i, "lsh": lsh})
-                for i, f in enumerate(files)]
+        return [Part(id=run.part_name("pages", f), inputs=[f], args={"index": i}) for i, f in enumerate(files)]
 
     @staticmethod
     def run_part(part: Part, cfg: Config, run: RunDir) -> dict[str, int]:
@@ -219,8 +215,7 @@ class DedupStage(Stage):
                                                               "domain", "seed_id"}))
         if pages.num_rows >= 2**ROW_BITS:
             raise ValueError(f"{pages.num_rows} rows in one part: more than dedup's 32-bit row index")
-        lsh = part.args.get("lsh")
-        sig, bands = sign_part(pages, part.args["index"], cfg, tuple(lsh) if lsh else None)
+        sig, bands = sign_part(pages, part.args["index"], cfg)
         write_sig_table(run, run.path(SIG_DIR, f"{part.id}.parquet"), sig)
         write_band_rows(run, run.path(BANDS_DIR, f"{part.id}.parquet"), bands)
         n = pages.num_rows
@@ -257,7 +252,7 @@ class DedupStage(Stage):
         borderline &= near
         if borderline.any():  # too close to call by the estimate: the exact Jaccard decides
             exact = self._exact(run, client, parts, edges[borderline, :2])
-            accepted[borderline] = exact >= np.float32(s.threshold) - np.float32(1e-6)
+            accepted[borderline] = reaches(exact, s.threshold)
         verified = ~near | accepted
         t_verify = time.perf_counter()
         comp_uids, comp = components(edges[verified, :2])

@@ -37,14 +37,19 @@ def verify_margin(threshold: float, num_perm: int) -> float:
     return max(VERIFY_SIGMAS * math.sqrt(threshold * (1 - threshold) / num_perm), 1 / num_perm)
 
 
+def reaches(similarity: np.ndarray, threshold: float) -> np.ndarray:
+    """``similarity >= threshold`` as a boolean mask, forgiving the float32 rounding of a similarity
+    that equals the threshold."""
+    return similarity >= np.float32(threshold) - np.float32(1e-6)
+
+
 def triage(estimate: np.ndarray, threshold: float, num_perm: int) -> tuple[np.ndarray, np.ndarray]:
     """(accepted, borderline): boolean masks over ``estimate``. Accepted pairs are estimated at
     least a margin above the threshold; borderline ones within the margin on either side (they
     need ``exact_jaccard``); the rest are rejected."""
     margin = verify_margin(threshold, num_perm)
-    eps = np.float32(1e-6)
-    accepted = estimate >= np.float32(threshold + margin) - eps
-    borderline = ~accepted & (estimate >= np.float32(threshold - margin) - eps)
+    accepted = reaches(estimate, threshold + margin)
+    borderline = ~accepted & reaches(estimate, threshold - margin)
     return accepted, borderline
 
 
