@@ -68,7 +68,7 @@ DUPLICATES = pa.schema([
     ("cluster_id", pa.string()),       # page_id of the cluster's earliest page: same for all its members
 ])
 
-# dedup/_decisions/<part id>: the pages rows dedup's plan decided that part drops.
+# the pages rows of one part that dedup decided to drop (sent with the part's apply task)
 DEDUP_DECISIONS = pa.schema([
     ("row", pa.int64()),               # row of the page in its pages part
     ("kept_id", pa.string()),          # the page kept in its place
