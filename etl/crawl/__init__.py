@@ -15,6 +15,7 @@ Modules, each usable alone:
 - ``render``: ``ChromiumRenderer``, optional JavaScript rendering over the DevTools protocol;
 - ``progress``: shards' counters as Dask events, ``CrawlProgress`` printing the live line;
 - ``seeds``: reading and sharding seeds;
+- ``shard``: ``crawl_part``, one shard start to finish (resume, counts) in the calling process, with or without Dask;
 - ``stage``: ``CrawlStage``, the pipeline stage;
 - ``replay``: ``ReplayProxy``, archived pages served as an HTTP proxy (demo, tests).
 """

@@ -28,7 +28,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import BinaryIO
 
 from pagecat.config import CrawlSettings
@@ -281,14 +281,18 @@ class ShardCrawler:
             self.on_progress({**self.stats(), "done": True})
 
 
-def counts(rows: list[dict]) -> dict[str, int]:
-    """Stage counts of crawl-log rows: in = out + rejected (failed + skipped + filtered)."""
-    by = {o: 0 for o in OUTCOMES}
+def counts(rows: Iterable[dict]) -> dict[str, int]:
+    """Stage counts of crawl-log rows (read once, so a generator does): in = out + rejected
+    (failed + skipped + filtered)."""
+    by = dict.fromkeys(OUTCOMES, 0)
+    kept = 0
     for r in rows:
         by[r["outcome"]] += 1
-    return {"in": len(rows), "out": by["fetched"], "rejected": len(rows) - by["fetched"], "dropped": 0,
-            "failed": by["failed"], "skipped": by["skipped"], "filtered": by["filtered"],
-            "bytes": sum(r["bytes"] for r in rows if r["outcome"] == "fetched")}
+        if r["outcome"] == "fetched":
+            kept += r["bytes"]
+    n = sum(by.values())
+    return {"in": n, "out": by["fetched"], "rejected": n - by["fetched"], "dropped": 0,
+            "failed": by["failed"], "skipped": by["skipped"], "filtered": by["filtered"], "bytes": kept}
 
 
 def crawl_shard(seeds: list[Seed], settings: CrawlSettings, warc_out: BinaryIO | None = None,

@@ -125,9 +125,6 @@ class Frontier:
         self.db.execute("UPDATE sites SET status=?, seg=? WHERE id=?", (DONE, seg, site))
 
     # -- urls ------------------------------------------------------------------------------
-    def has_url(self, site: int, url: str) -> bool:
-        return self.db.execute("SELECT 1 FROM urls WHERE site=? AND url=?", (site, url)).fetchone() is not None
-
     def known(self, site: int, url: str) -> bool:
         """``url`` is queued or logged for ``site`` already, or claimed by any site (one query)."""
         return self.db.execute("SELECT EXISTS(SELECT 1 FROM urls WHERE site=? AND url=?) "

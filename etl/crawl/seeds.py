@@ -44,13 +44,13 @@ def _read_table(path: str) -> pa.Table:
     with fs.open(p, "rb") as f:
         data = f.read()
     try:
-        # One thread and the C library's memory: a seeds file is read once per shard, and neither Arrow's
-        # thread pool nor its default allocator's retained pages should stay in every crawl process.
+        # One thread: a seeds file is read once per shard, and Arrow's thread pool should not stay in every
+        # crawl process (its memory comes from the C library's heap there: ``shard.system_arrow_pool``).
         if path.lower().endswith((".parquet", ".pq")):
             return pq.ParquetFile(io.BytesIO(data), memory_map=False).read(use_threads=False)
         convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in SEED_COLUMNS}, strings_can_be_null=True)
         return pacsv.read_csv(io.BytesIO(data), read_options=pacsv.ReadOptions(use_threads=False),
-                              convert_options=convert, memory_pool=pa.system_memory_pool())
+                              convert_options=convert)
     except (pa.ArrowInvalid, OSError) as e:
         raise UsageError(f"crawl.seeds {path}: cannot read it as CSV/Parquet ({e}); fix the file") from None
 

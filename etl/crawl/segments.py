@@ -83,19 +83,11 @@ def _malloc_trim():
 def release_free_memory() -> None:
     """Hand the C heap's free pages back to the system. A crawl allocates and frees page bodies,
     parse trees and a segment's rows over and over; glibc keeps what was freed mapped, so without
-    this the process's resident memory creeps up to its worst moment and stays there."""
+    this the process's resident memory creeps up to its worst moment and stays there. Arrow's
+    buffers are on that heap too while a shard runs (``shard.system_arrow_pool``)."""
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
-
-
-def arrow_pool():
-    """The memory pool for the crawl's Arrow work: the C library's, whose freed pages
-    ``release_free_memory`` can hand back. A segment's tables are small; Arrow's default pool
-    (mimalloc) kept about 28 MB resident after them for the rest of the crawl."""
-    import pyarrow as pa
-
-    return pa.system_memory_pool()
 
 
 def rows_table(rows: list[dict], schema):
@@ -111,8 +103,7 @@ def rows_table(rows: list[dict], schema):
         return schema.empty_table()
     data = "\n".join(map(json.dumps, rows)).encode("utf-8")
     return pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(use_threads=False, block_size=len(data) + 1),
-                        parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
-                        memory_pool=arrow_pool())
+                        parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))
 
 
 def segment_number(path: str) -> int:
@@ -211,7 +202,7 @@ class SegmentedOutput:
         import pyarrow.parquet as pq
 
         buf = io.BytesIO()
-        pq.write_table(rows_table(rows, schema), buf, compression="zstd", memory_pool=arrow_pool())
+        pq.write_table(rows_table(rows, schema), buf, compression="zstd")
         return buf.getvalue()
 
     def flush(self, commit: Callable[[], None]) -> None:

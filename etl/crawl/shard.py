@@ -16,13 +16,14 @@ import contextlib
 import hashlib
 import logging
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pagecat.config import Config
-from pagecat.etl.crawl.engine import OUTCOMES, ShardCrawler
+from pagecat.etl.crawl.engine import ShardCrawler, counts
 from pagecat.etl.crawl.frontier import Frontier
 from pagecat.etl.crawl.progress import publish
 from pagecat.etl.crawl.seeds import Seed, read_seeds, shard_of
@@ -48,21 +49,18 @@ def shard_seeds(cfg: Config, shard: int, shards: int) -> list[Seed]:
     return [s for s in read_seeds(cfg.crawl) if shard_of(s, shards) == shard]
 
 
-def log_counts(run: RunDir, files: list[str]) -> dict[str, int]:
-    """Stage counts (see ``engine.counts``) of the crawl-log segments ``files``, read one at a time."""
-    by = dict.fromkeys(OUTCOMES, 0)
-    kept = 0
+def _log_rows(run: RunDir, files: list[str]) -> Iterator[dict]:
+    """The outcome and bytes of the crawl-log segments ``files``' rows, one segment in memory at a time."""
     for path in files:
         # ParquetFile, not pq.read_table: that goes through pyarrow.dataset, which imports pandas
         with run.fs.open(path, "rb") as fh:
             t = pq.ParquetFile(fh).read(columns=["outcome", "bytes"], use_threads=False)
-        for outcome, size in zip(t.column("outcome").to_pylist(), t.column("bytes").to_pylist(), strict=True):
-            by[outcome] += 1
-            if outcome == "fetched":
-                kept += size
-    rows = sum(by.values())
-    return {"in": rows, "out": by["fetched"], "rejected": rows - by["fetched"], "dropped": 0,
-            "failed": by["failed"], "skipped": by["skipped"], "filtered": by["filtered"], "bytes": kept}
+        yield from t.to_pylist()
+
+
+def log_counts(run: RunDir, files: list[str]) -> dict[str, int]:
+    """Stage counts (``engine.counts``) of the crawl-log segments ``files``, read one at a time."""
+    return counts(_log_rows(run, files))
 
 
 @contextlib.contextmanager

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import collections
 import logging
-from pathlib import Path
 from typing import Any
 
 from pagecat.config import Config
@@ -37,7 +36,7 @@ from pagecat.errors import UsageError
 from pagecat.etl.crawl.progress import CrawlProgress
 from pagecat.etl.crawl.render import find_browser
 from pagecat.etl.crawl.seeds import check_seeds, read_seeds, seed_site, shard_of
-from pagecat.etl.crawl.shard import crawl_part, state_path
+from pagecat.etl.crawl.shard import crawl_part
 from pagecat.runs import Manifest, RunDir
 from pagecat.stage import Part, Stage
 
@@ -74,11 +73,6 @@ class CrawlStage(Stage):
         used = sorted({shard_of(s, n) for s in seeds})
         return [Part(id=f"shard-{i:04d}", inputs=self.external_inputs(cfg, run), args={"shard": i, "shards": n})
                 for i in used]
-
-    @staticmethod
-    def state_path(cfg: Config, run: RunDir, part_id: str) -> Path:
-        """Where a shard's frontier lives: a local file (sqlite needs one)."""
-        return state_path(cfg, run, part_id)
 
     @staticmethod
     def run_part(part: Part, cfg: Config, run: RunDir) -> dict[str, int]:
