@@ -148,9 +148,7 @@ def make_model(name: str, quick: bool, threads: int, charcnn: dict | None = None
     if name == "transformer":  # one epoch, short inputs, at most 5 minutes a fold: CPU-bound
         return TransformerClassifier(max_length=64, epochs=1, batch_size=16, threads=threads, max_seconds=300)
     if name == "charcnn":  # far smaller than the paper's (1014 chars, 256 or 1024 channels): CPU-bound
-        c = {"max_chars": 256, "channels": 64, "epochs": 10, "max_seconds": 150.0, **(charcnn or {})}
-        return CharCnnClassifier(max_chars=c["max_chars"], channels=c["channels"], epochs=c["epochs"],
-                                 threads=threads, max_seconds=c["max_seconds"])
+        return CharCnnClassifier(threads=threads, **charcnn)
     raise ValueError(name)
 
 
@@ -202,7 +200,7 @@ def evaluate(dataset: str, docs: list[dict], models: list[str], quick: bool, thr
         tfidf.fit([composed[i] for i in tr])
         X_tfidf = tfidf.transform(composed)
         tfidf_seconds = time.perf_counter() - t0
-        X_both = stack_inputs(X_tfidf, embeddings) if any(m == "ensemble_emb" for m in models) else None
+        X_both = stack_inputs(X_tfidf, embeddings) if "ensemble_emb" in models else None
         fit, val = validation_split(y[tr], 0.1, 0)
         fit, val = tr[fit], tr[val]
         for name in models:
@@ -254,7 +252,7 @@ def member_predictions(name: str, model, X):
         return
     for spec, member in zip(model.member_specs(), model.members_, strict=True):
         yield (f"{name}[{spec['kind']}/{spec['input']}]",
-               member.predict_proba(model._part(X, spec["input"])).argmax(axis=1))
+               member.predict_proba(model.part(X, spec["input"])).argmax(axis=1))
 
 
 def main() -> None:
@@ -283,6 +281,8 @@ def main() -> None:
     tmp = None if args.work else tempfile.TemporaryDirectory(prefix="pagecat-bench-models-")
     work = Path(args.work or tmp.name)
     work.mkdir(parents=True, exist_ok=True)
+    charcnn = {"max_chars": args.charcnn_chars, "channels": args.charcnn_channels,
+               "epochs": args.charcnn_epochs, "max_seconds": args.charcnn_seconds}
     with Timer() as total:
         for dataset in datasets:
             with Timer() as t:
@@ -291,8 +291,6 @@ def main() -> None:
                 else:
                     docs = load_mmlu(data) if dataset == "mmlu" else load_agnews(data)
             print(f"[{dataset}] {len(docs)} docs read and extracted in {t.seconds:.0f}s", flush=True)
-            charcnn = {"max_chars": args.charcnn_chars, "channels": args.charcnn_channels,
-                       "epochs": args.charcnn_epochs, "max_seconds": args.charcnn_seconds}
             results += evaluate(dataset, docs, models, args.quick, args.threads, work, charcnn)
     if tmp is not None:
         tmp.cleanup()

@@ -77,6 +77,18 @@ def quantize_int8(model):
     return torch.ao.quantization.quantize_dynamic(model, spec, dtype=torch.qint8)
 
 
+def mean_pool(hidden, attention_mask):
+    """Token vectors (batch, tokens, dim) -> their mean over the real tokens, L2-normalised, float32:
+    sentence-transformers' pooling for this model, shared by the PyTorch path and the ONNX graph."""
+    import torch
+
+    m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+    if pooled.dtype != torch.float32:  # half precision on GPU; a no-op cast would land in the ONNX graph
+        pooled = pooled.float()
+    return torch.nn.functional.normalize(pooled, dim=1)
+
+
 class TextEncoder:
     """Texts to unit-length embeddings, shape (n_texts, dim), float32.
 
@@ -109,27 +121,28 @@ class TextEncoder:
         self.cache_dir = cache_dir
         self._model = None
         self._tokenizer = None
+        self._config = None
 
     def _load(self) -> None:
         if self._model is not None:
             return
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub
         import torch
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers import AutoModel, AutoTokenizer
 
         from .onnx_encoder import OnnxEncoderSession, exported_model, onnx_runtime_available
 
         path = resolve_model_path(self.model_path)
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        installed = onnx_runtime_available()
+        onnx_fits = installed and device == "cpu" and not self.quantize
         backend = self.backend
-        if backend == "onnx" and (device != "cpu" or self.quantize or not onnx_runtime_available()):
-            why = ("onnxruntime and onnx are not installed" if not onnx_runtime_available()
-                   else "it runs on CPU only, without quantize")
+        if backend == "onnx" and not onnx_fits:
+            why = "it runs on CPU only, without quantize" if installed else "onnxruntime and onnx are not installed"
             raise UsageError(f"embedding backend onnx: {why}; use backend auto or torch")
         if backend == "auto":
-            backend = "onnx" if device == "cpu" and not self.quantize and onnx_runtime_available() else "torch"
+            backend = "onnx" if onnx_fits else "torch"
         self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self._config = AutoConfig.from_pretrained(path, local_files_only=True)
         if backend == "onnx":
             onnx_path = exported_model(path, model_fingerprint(path), self.cache_dir)
             self._model = OnnxEncoderSession(onnx_path, torch.get_num_threads())
@@ -145,7 +158,12 @@ class TextEncoder:
 
     @property
     def dim(self) -> int:
-        self._load()
+        """The vector width, from the model's config: ``settings()`` needs no loaded model."""
+        if self._config is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            from transformers import AutoConfig
+
+            self._config = AutoConfig.from_pretrained(resolve_model_path(self.model_path), local_files_only=True)
         return int(self._config.hidden_size)
 
     def settings(self) -> dict[str, Any]:
@@ -175,9 +193,7 @@ class TextEncoder:
             ids_t = torch.from_numpy(input_ids).to(self.device_)
             attention = torch.from_numpy(mask).to(self.device_)
             hidden = self._model(input_ids=ids_t, attention_mask=attention).last_hidden_state
-            m = attention.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled.float(), dim=1).cpu().numpy()
+            return mean_pool(hidden, attention).cpu().numpy()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embeddings in the order of ``texts``: (len(texts), dim) float32, L2-normalised rows."""

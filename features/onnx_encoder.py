@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import uuid
+import warnings
 
 import numpy as np
 
@@ -71,6 +72,8 @@ def _export(model_path: str, target: str) -> None:
     import torch
     from transformers import AutoModel
 
+    from .embed import mean_pool
+
     # Eager attention traces to plain MatMul/Softmax ops, which ONNX Runtime fuses into its own
     # attention kernel; SDPA would trace to an opaque pattern it does not.
     model = AutoModel.from_pretrained(model_path, local_files_only=True, attn_implementation="eager").eval()
@@ -81,18 +84,14 @@ def _export(model_path: str, target: str) -> None:
             self.inner = inner
 
         def forward(self, input_ids, attention_mask):
-            hidden = self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            m = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, dim=1)
+            return mean_pool(self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state,
+                             attention_mask)
 
     # The example batch has a padded row, so the trace keeps the attention mask's path (an
     # all-ones mask may be dropped by the model code as a shortcut).
     ids = torch.full((2, 8), 101, dtype=torch.long)
     mask = torch.ones(2, 8, dtype=torch.long)
     mask[1, 5:] = 0
-    import warnings
-
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer notes about Python values held constant (shapes, flags)
         torch.onnx.export(Pooled(model), (ids, mask), target, input_names=["input_ids", "attention_mask"],

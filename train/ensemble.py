@@ -85,19 +85,14 @@ class EnsembleClassifier:
     def member_specs(self) -> list[dict[str, Any]]:
         if self.members:
             return [{"input": "tfidf", **m} for m in self.members]
-        linear = {**self.linear, "c_grid": tuple(self.linear.get("c_grid", (0.3, 1.0, 3.0)))}
-        return [{"kind": "linear", **linear, "input": self.input},
+        return [{"kind": "linear", **self.linear, "input": self.input},
                 {"kind": "xgboost", **self.xgboost, "input": self.input}]
 
     @staticmethod
     def _build(spec: dict[str, Any]):
-        params = {k: v for k, v in spec.items() if k != "kind"}
-        for key in ("c_grid", "k_grid", "tau_grid"):
-            if key in params:
-                params[key] = tuple(params[key])
-        return MEMBER_KINDS[spec["kind"]](**params)
+        return MEMBER_KINDS[spec["kind"]](**{k: v for k, v in spec.items() if k != "kind"})
 
-    def _part(self, X, member_input: str):
+    def part(self, X, member_input: str):
         """The columns of ``X`` a member reads."""
         if self.input != "tfidf+emb":
             return X
@@ -119,7 +114,7 @@ class EnsembleClassifier:
         self.member_seconds_ = []
         for spec, m in zip(specs, self.members_, strict=True):
             t0 = time.perf_counter()
-            X_m, X_val_m = self._part(X, spec["input"]), self._part(X_val, spec["input"]) if has_val else None
+            X_m, X_val_m = self.part(X, spec["input"]), self.part(X_val, spec["input"]) if has_val else None
             m.fit(X_m, y, X_val_m, y_val, sample_weight=sample_weight, sample_weight_val=sample_weight_val)
             self.member_seconds_.append(time.perf_counter() - t0)
             if has_val and self.weights == "validation":
@@ -144,7 +139,7 @@ class EnsembleClassifier:
         return self
 
     def predict_proba(self, X) -> np.ndarray:
-        p = sum(w * m.predict_proba(self._part(X, s["input"]))
+        p = sum(w * m.predict_proba(self.part(X, s["input"]))
                 for w, m, s in zip(self.weights_, self.members_, self.member_specs(), strict=True) if w > 0)
         return np.asarray(p, dtype=np.float32)
 
@@ -164,10 +159,11 @@ class EnsembleClassifier:
         meta = json.loads(read_bytes(fs, f"{folder}/ensemble.json"))
         model = cls(**meta["params"])
         model.members_ = []
+        paths = fs.ls(folder, detail=False)
         for i, spec in enumerate(model.member_specs()):
             prefix = f"member{i}."
             with _scratch() as (mem, tmp):
-                for path in fs.ls(folder, detail=False):
+                for path in paths:
                     name = path.rsplit("/", 1)[-1]
                     if name.startswith(prefix):
                         mem.pipe_file(f"{tmp}/{name[len(prefix):]}", read_bytes(fs, path))
