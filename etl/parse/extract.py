@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 from selectolax.lexbor import LexborHTMLParser
 
-from .furniture import ALWAYS_FURNITURE, FURNITURE_WORD, marked_furniture, seen_flags, word_flags
+from .furniture import ALWAYS_FURNITURE, attrs_furniture, marked_furniture
 
 # Elements that never hold readable content.
 NON_TEXT_TAGS = frozenset({"script", "style", "noscript", "iframe", "svg", "math", "template", "object", "embed",
@@ -269,7 +269,6 @@ class HtmlExtractor:
         # One walk over the elements, tag ids only; attributes are read for links and containers.
         non_text, headings, furniture, captions = [], [], [], []
         outlinks = 0
-        flag_cache = seen_flags
         for node in root.traverse():
             tid = node.tag_id
             if tid in _NON_TEXT_IDS:
@@ -281,21 +280,8 @@ class HtmlExtractor:
                     if href:
                         href = href.lstrip().lower()
                         outlinks += bool(href) and not href.startswith(_NOT_OUTLINK)
-                found = tid in _ALWAYS_FURNITURE_IDS
-                if attrs and not found:
-                    cls = attrs.get("class")
-                    ident = attrs.get("id")
-                    flags = 0
-                    if cls:
-                        flags = flag_cache.get(cls)
-                        if flags is None:
-                            flags = word_flags(cls)
-                    if ident:
-                        flags |= word_flags(ident)
-                    found = flags == FURNITURE_WORD or (
-                        ("style" in attrs or "role" in attrs or "hidden" in attrs or "aria-hidden" in attrs)
-                        and marked_furniture(attrs))
-                if found or tid == _HEADER_ID and not _in_article(node):
+                if (tid in _ALWAYS_FURNITURE_IDS or attrs and attrs_furniture(attrs)
+                        or tid == _HEADER_ID and not _in_article(node)):
                     furniture.append(node)
             elif tid in _HEADING_IDS:
                 headings.append(node)
@@ -317,10 +303,7 @@ class HtmlExtractor:
         self._drop_furniture(furniture, self.max_furniture_share * total)
         # A page with less text than a main container needs keeps all its blocks.
         best = self._main_container(root) if total >= self.min_article_chars else None
-        if best is not None:
-            text = "\n".join(t for t in (block_text(n) for n in best) if t)
-        else:
-            text = block_text(root)
+        text = "\n".join(t for t in (block_text(n) for n in best) if t) if best is not None else ""
         out.text = text or block_text(root) or out.full_text
         return out
 
@@ -393,9 +376,9 @@ class HtmlExtractor:
                 node = node.parent
         if not scores:
             return None
-        # Link density only for the leading candidates: it costs a walk of each one's links.
-        # Link density only lowers a positive score: once the next score is no higher than the best
-        # weighed one, no one after it can win, and their links are not counted.
+        # Link density, a walk of each one's links, only for the leading candidates; it only lowers a
+        # positive score: once the next score is no higher than the best weighed one, no one after it
+        # can win, and their links are not counted.
         top_key, top_score = None, float("-inf")
         for key in sorted(scores, key=scores.__getitem__, reverse=True)[:8]:
             score = scores[key]

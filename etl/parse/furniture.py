@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 
-FURNITURE_TAGS = frozenset({"nav", "footer", "aside", "menu", "header", "form"})
 ALWAYS_FURNITURE = frozenset({"nav", "footer", "aside", "menu", "form"})
 FURNITURE_ROLES = frozenset({"navigation", "banner", "contentinfo", "complementary", "search", "menu",
                              "menubar", "dialog", "alertdialog", "toolbar"})
@@ -34,7 +33,7 @@ MAYBE_CONTENT = re.compile(r"article|body|column|content|main|story|entry|post-?
 _SPLIT_WORDS = re.compile(r"[^a-z0-9]+")
 FURNITURE_WORD, CONTENT_WORD = 1, 2
 _CACHE_MAX = 50_000
-seen_flags: dict[str, int] = {}  # value -> its flags; read directly by the extractor's walk
+_seen_flags: dict[str, int] = {}  # class or id value -> its flags
 
 
 def words_are_furniture(value: str) -> bool:
@@ -47,18 +46,18 @@ def words_are_furniture(value: str) -> bool:
 def word_flags(value: str) -> int:
     """``FURNITURE_WORD | CONTENT_WORD`` bits of a class or id value. Pages of one site repeat their
     values hundreds of times, so each distinct value is decided once (a bounded cache per process)."""
-    flags = seen_flags.get(value)
+    flags = _seen_flags.get(value)
     if flags is None:
         # Trailing digits number items (post-1234, ad2): the value without them decides, once.
         stem = value.rstrip("0123456789")
-        flags = seen_flags.get(stem) if stem != value else None
+        flags = _seen_flags.get(stem) if stem != value else None
         if flags is None:
             flags = (FURNITURE_WORD if words_are_furniture(stem) else 0) | (
                 CONTENT_WORD if MAYBE_CONTENT.search(stem) else 0)
-            seen_flags[stem] = flags
-        if len(seen_flags) >= _CACHE_MAX:
-            seen_flags.clear()
-        seen_flags[value] = flags
+            _seen_flags[stem] = flags
+        if len(_seen_flags) >= _CACHE_MAX:
+            _seen_flags.clear()
+        _seen_flags[value] = flags
     return flags
 
 
@@ -76,12 +75,18 @@ def marked_furniture(attrs: dict) -> bool:
     return False
 
 
+def attrs_furniture(attrs: dict) -> bool:
+    """Furniture by attributes alone: a class/id furniture word with no content word, an ARIA role or a
+    hidden marker. The extractor's walk asks this of every container that has attributes."""
+    cls = attrs.get("class")
+    ident = attrs.get("id")
+    flags = (word_flags(cls) if cls else 0) | (word_flags(ident) if ident else 0)
+    return flags == FURNITURE_WORD or marked_furniture(attrs)
+
+
 def judge(tag: str, attrs: dict) -> bool:
     """Whether an element with this tag and these attributes (a dict, values may be None) is furniture.
 
     A ``<header>`` is judged by its attributes only: the caller decides whether it sits in an article.
     """
-    if tag in ALWAYS_FURNITURE or marked_furniture(attrs):
-        return True
-    flags = word_flags(attrs.get("class") or "") | word_flags(attrs.get("id") or "")
-    return flags == FURNITURE_WORD
+    return tag in ALWAYS_FURNITURE or attrs_furniture(attrs)

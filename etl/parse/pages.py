@@ -111,8 +111,8 @@ class PageBuilder:
             html = record.content
             if isinstance(html, bytes):
                 text, codec = decode_html(html, record.content_type)
-                # The parser reads UTF-8 bytes: a body that decoded as UTF-8 (ASCII included) goes
-                # as it came, without a second encoding of its text.
+                # The parser reads UTF-8 bytes: a body that decoded as UTF-8 (ASCII under no other
+                # declared charset included) goes as it came, without a second encoding of its text.
                 if codec != "utf-8":
                     html = text
             ex = self.extractor.extract(html)
