@@ -130,6 +130,12 @@ def load_readability(folder: Path) -> list[tuple[str, str, str]]:
     return out
 
 
+# Gold set -> (its folder under ``<data>/extraction``, its loader).
+GOLD_SETS = {"scrapinghub": ("scrapinghub_article_extraction_benchmark", load_scrapinghub),
+             "cleaneval": ("cleaneval_dev", load_cleaneval),
+             "readability": ("mozilla_readability_test_pages", load_readability)}
+
+
 def load_webkb(data: Path, limit: int) -> list[str]:
     from pagecat.data.webkb import load_sample, read_archive, split_http_response
     from pagecat.etl.parse.decode import decode_html
@@ -196,16 +202,14 @@ def main() -> None:
     args = parse_args("extract", "Main-text quality and speed against trafilatura and resiliparse", extra)
     data = Path(args.data)
     ex = data / "extraction"
-    loaders = {"scrapinghub": lambda: load_scrapinghub(ex / "scrapinghub_article_extraction_benchmark"),
-               "cleaneval": lambda: load_cleaneval(ex / "cleaneval_dev"),
-               "readability": lambda: load_readability(ex / "mozilla_readability_test_pages")}
     wanted = args.systems.split(",")
     fns = {k: v for k, v in systems().items() if k in wanted}
     results: list[Result] = []
     dump = open(args.dump, "w") if args.dump else io.StringIO()  # noqa: SIM115
     speed_sets: dict[str, list[str]] = {}
     for name in args.sets.split(","):
-        pages = loaders[name]()
+        folder, load = GOLD_SETS[name]
+        pages = load(ex / folder)
         if args.quick:
             pages = pages[::4]
         speed_sets[name] = [html for _, html, _ in pages]

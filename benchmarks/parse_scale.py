@@ -54,16 +54,13 @@ def source_pages(data: Path, limit: int = 20_000, source: str = "all") -> list[t
 
 def gold_pages(data: Path) -> list[tuple[str, bytes]]:
     """(url, UTF-8 html) of the extraction gold-set pages (the benchmark's own loaders)."""
-    from benchmarks.extract import load_cleaneval, load_readability, load_scrapinghub
+    from benchmarks.extract import GOLD_SETS
 
-    ex = data / "extraction"
-    sets = {"scrapinghub": (ex / "scrapinghub_article_extraction_benchmark", load_scrapinghub),
-            "cleaneval": (ex / "cleaneval_dev", load_cleaneval),
-            "readability": (ex / "mozilla_readability_test_pages", load_readability)}
     out = []
-    for name, (folder, load) in sets.items():
-        if folder.exists():
-            out += [(f"http://{name}.example/{key}", html.encode("utf-8")) for key, html, _ in load(folder)]
+    for name, (folder, load) in GOLD_SETS.items():
+        path = data / "extraction" / folder
+        if path.exists():
+            out += [(f"http://{name}.example/{key}", html.encode("utf-8")) for key, html, _ in load(path)]
     return out
 
 
