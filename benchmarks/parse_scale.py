@@ -9,8 +9,9 @@ every file; ``--source webkb`` uses the WebKB pages only.
 
 For each input size: the whole ``ParseStage`` (``execute``: plan, parts on the workers, Parquet
 written, manifest) on a fresh ``LocalCluster`` of N single-threaded worker processes; then the
-peak resident memory of each worker process. From the one-worker rate, the hours one worker
-needs for a terabyte (and the same from each multi-worker run, per worker).
+peak resident memory of each worker process (its own high-water mark, VmHWM). From the
+one-worker rate, the hours one worker needs for a terabyte (and the same from each multi-worker
+run, per worker).
 
     python benchmarks/parse_scale.py [--quick] [--sizes-gb 1,10] [--files 8] [--source all|webkb]
                                      [--json out.json]
@@ -91,7 +92,7 @@ def write_warcs(folder: Path, pages: list[tuple[str, bytes]], total_bytes: int, 
 
 
 def run_stage(inputs: Path, run_dir: Path, workers: int) -> tuple[float, dict, list[float]]:
-    """Seconds, counts and each worker's peak RSS (MB) for one parse of ``inputs``."""
+    """Seconds, counts and each worker's peak RSS (VmHWM, MB) for one parse of ``inputs``."""
     from distributed import Client, LocalCluster
 
     from pagecat.config import config_from_dict
@@ -106,8 +107,10 @@ def run_stage(inputs: Path, run_dir: Path, workers: int) -> tuple[float, dict, l
             manifest = execute(ParseStage(), cfg, RunDir(str(run_dir)), client, force=True, progress=False)
 
         def peak_mb() -> float:
-            import resource
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            """The worker's own peak RSS (VmHWM). Not ru_maxrss: a process started by fork + exec
+            inherits its parent's high-water mark there, so it can report the nanny's peak instead."""
+            with open("/proc/self/status") as f:
+                return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 
         peaks = list(client.run(peak_mb).values())
     return t.seconds, manifest.counts, peaks
