@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .minhash import MinHasher, band_keys, estimated_jaccard, is_empty, lsh_params
-from .shuffle import NEAR, band_rows, bucket_edges
+from .shuffle import NEAR, band_rows, bucket_edges, unique_rows
 from .verify import exact_jaccard, reaches, shingle_fingerprints, triage
 
 
@@ -73,7 +73,7 @@ class NearDuplicateFinder:
         # collapse_exact=False: no text is folded into an exact copy here, so text keys are unused
         text_keys = np.arange(1, len(sig) + 1, dtype=np.uint64)
         edges = bucket_edges(band_rows(uids, text_keys, keys), False, self.max_bucket_pairs)
-        pairs = np.unique(edges[edges[:, 2] == NEAR][:, :2], axis=0)
+        pairs = unique_rows(edges[edges[:, 2] == NEAR][:, :2])
         self.signatures_ = sig
         if self.verify:
             self.pairs_, self.similarity_ = verify(sig, pairs, self.threshold, fingerprints)

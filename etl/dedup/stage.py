@@ -16,15 +16,21 @@ Passes (see ``shuffle`` for the group-by):
    word: on WebKB about 1.6 times the compressed pages part); like the rest of ``_sig``, they
    are deleted when the stage finishes.
 2. ``finish``: reducer tasks group the band rows by key (each a slot range of every part) and
-   return candidate edges; the few pages with an edge have their signatures fetched and the
-   near candidates verified, the borderline ones by the exact Jaccard of their fingerprints
-   (fetched for those pages only); clusters are the connected components of the verified edges
-   and each keeps one page by ``dedup.keep`` (labelled, then longest, then earliest by default).
+   return candidate edges; reader tasks (one per part with such pages) read the rows of the
+   few pages with an edge once, and the client estimates every near candidate's Jaccard from
+   their signatures; exact-check tasks decide the borderline ones by the exact Jaccard of their
+   fingerprints, which go from the readers to them worker to worker (``_verify``); clusters are
+   the connected components of the verified edges and each keeps one page by ``dedup.keep``
+   (labelled, then longest, then earliest by default). The client only plans the tasks and
+   runs the vectorised steps over the edges; every read of a part's files is a worker's.
 3. ``finish`` again, one task per part: the part's kept pages to ``dedup/pages/<part>.parquet``
    and its dropped pages to ``duplicates/<part>.parquet`` (kept id, similarity to the kept
    page, kind, cluster id). The manifest's counts are these final ones (in = out + dropped);
    ``manifest.parts`` keeps pass 1's counts, so a stage killed in pass 1 resumes at the parts
    not signed yet, and one killed in ``finish`` redoes only ``finish`` (its writes overwrite).
+
+Every task runs under ``heap.roomy_heap`` (Dask's workers pin glibc's mmap threshold; the
+tasks' large temporaries would each be mapped and faulted in afresh).
 
 A dropped page's twins leave nothing behind in the kept page, so a train/test split made on
 the deduplicated docs cannot put two members of one cluster on both sides: only one member
@@ -34,6 +40,7 @@ reaches ``docs/`` at all.
 from __future__ import annotations
 
 import io
+import operator
 import time
 from collections import Counter
 from typing import Any
@@ -50,8 +57,20 @@ from pagecat.schemas import DEDUP_DECISIONS, DUPLICATES, PAGES
 from pagecat.stage import Part, Stage
 
 from .clusters import KEEP_CRITERIA, KeepRule, components
+from .heap import roomy_heap
 from .minhash import MinHasher, band_keys, estimated_jaccard, hash_strings, is_empty, lsh_params
-from .shuffle import EXACT, EXACT_BAND, NEAR, URL, URL_BAND, band_rows, reduce_slots, slot_ranges, write_band_rows
+from .shuffle import (
+    EXACT,
+    EXACT_BAND,
+    NEAR,
+    URL,
+    URL_BAND,
+    band_rows,
+    reduce_slots,
+    slot_ranges,
+    unique_rows,
+    write_band_rows,
+)
 from .verify import exact_jaccard, reaches, shingle_fingerprints, triage
 
 SIG_DIR = "dedup/_sig"
@@ -60,18 +79,29 @@ PAGES_DIR = "dedup/pages"
 DUPLICATES_DIR = "duplicates"
 ROW_BITS = 32  # uid = part index << 32 | row
 SIG_COLUMNS = ["uid", "page_id", "length", "labelled", "text_key", "url_key", "sig"]  # all but the fingerprints
+EXACT_PAIRS_PER_TASK = 50_000  # borderline pairs one exact-check task decides
+
+
+# URLs that ``canonicalize`` returns unchanged, so only the others go through its Python (RE2
+# syntax): a lower-case http(s) scheme and host, no user, port, query or fragment, and a path of
+# characters kept as they are (no escapes) without "." or ".." segments. Most crawled URLs are such.
+_PATH_CHARS = r"A-Za-z0-9\-_~!$&'()*+,;=:@"  # but "." and "%"
+_SEGMENT = rf"(?:[{_PATH_CHARS}][.{_PATH_CHARS}]*|\.[{_PATH_CHARS}][.{_PATH_CHARS}]*|\.\.[.{_PATH_CHARS}]+)?"
+CANONICAL_URL = rf"^https?://[a-z0-9_-]+(?:\.[a-z0-9_-]+)*(?:/{_SEGMENT})+$"
 
 
 def url_keys(urls: pa.Array) -> np.ndarray:
     """Canonical-URL hashes, (n,) uint64; 0 where the URL is missing or not HTTP(S)-parsable."""
     from pagecat.urls import MalformedURL, canonicalize
 
-    canon = []
-    for u in urls.to_pylist():
+    urls = urls.cast(pa.string())
+    canonical = np.asarray(pc.fill_null(pc.match_substring_regex(urls, CANONICAL_URL), False), bool)
+    canon = urls.to_pylist()
+    for i in np.flatnonzero(~canonical).tolist():
         try:
-            canon.append(canonicalize(u) if u else None)
+            canon[i] = canonicalize(canon[i]) if canon[i] else None
         except MalformedURL:
-            canon.append(None)
+            canon[i] = None
     arr = pa.array(canon, pa.string())
     keys = hash_strings(arr.fill_null(""))
     keys[keys == 0] = 1  # 0 means "no key"
@@ -149,12 +179,36 @@ def write_sig_table(run: RunDir, path: str, table: pa.Table) -> None:
     run.write_bytes_atomic(path, buf.getvalue())
 
 
-def read_members(path: str, uids: np.ndarray, *, run: RunDir, columns: list[str] = SIG_COLUMNS) -> pa.Table:
-    """The signature rows of ``uids`` from one part's signature file (``columns`` only)."""
-    t = run.read_part(path, columns=columns)
+@roomy_heap
+def load_members(path: str, uids: np.ndarray, *, run: RunDir, fingerprints: bool) -> tuple[pa.Table, pa.Table | None]:
+    """The rows of ``uids`` from one part's signature file, read once: (their ``SIG_COLUMNS``,
+    their uid and shingle fingerprints, or None without ``fingerprints``)."""
+    t = run.read_part(path, columns=SIG_COLUMNS + (["shingles"] if fingerprints else []))
+    t = t.filter(pa.array(np.isin(t.column("uid").to_numpy(), uids)))
+    return t.select(SIG_COLUMNS), t.select(["uid", "shingles"]) if fingerprints else None
+
+
+def select_fingerprints(members: tuple[pa.Table, pa.Table], uids: np.ndarray) -> pa.Table:
+    """The (uid, shingles) rows of ``uids`` out of a ``load_members`` result (on the worker that holds it)."""
+    t = members[1]
     return t.filter(pa.array(np.isin(t.column("uid").to_numpy(), uids)))
 
 
+@roomy_heap
+def exact_pairs(pairs: np.ndarray, *fingerprints: pa.Table) -> np.ndarray:
+    """One exact-check task: the exact Jaccard (k,) float32 of uid pairs (k, 2) from the
+    fingerprint tables (``select_fingerprints``) that hold their pages."""
+    t = pa.concat_tables(fingerprints)
+    uid = t.column("uid").to_numpy()
+    order = np.argsort(uid)
+    row = order[np.searchsorted(uid[order], pairs)]  # each page's row in t
+    lists = t.column("shingles").combine_chunks()
+    offsets = np.asarray(lists.offsets, np.int64)
+    values = np.asarray(lists.values, np.uint32)[offsets[0]:offsets[-1]]
+    return exact_jaccard(values, offsets - offsets[0], row)
+
+
+@roomy_heap
 def apply_part(part_id: str, pages_path: str, decisions: pa.Table, *, run: RunDir) -> dict[str, int]:
     """Pass 3 for one part: kept pages and dropped pages written; returns the part's final counts.
     ``decisions`` (schema DEDUP_DECISIONS) are the part's dropped rows, sent with the task."""
@@ -210,6 +264,7 @@ class DedupStage(Stage):
         return [Part(id=run.part_name("pages", f), inputs=[f], args={"index": i}) for i, f in enumerate(files)]
 
     @staticmethod
+    @roomy_heap
     def run_part(part: Part, cfg: Config, run: RunDir) -> dict[str, int]:
         pages = run.read_part(part.inputs[0], columns=sorted({"page_id", "url", "text", "word_count", "text_hash",
                                                               "domain", "seed_id"}))
@@ -237,23 +292,17 @@ class DedupStage(Stage):
                              pure=False)
         edges = [e for e in client.gather(futures) if len(e)]
         t_group = time.perf_counter()
-        edges = np.unique(np.concatenate(edges), axis=0) if edges else np.zeros((0, 3), np.int64)
+        edges = unique_rows(np.concatenate(edges)) if edges else np.zeros((0, 3), np.int64)
 
-        members = self._members(run, client, parts, np.unique(edges[:, :2]))
+        near = edges[:, 2] == NEAR
+        members, accepted, checked = self._verify(cfg, run, client, parts, edges, near, n_workers)
         uid = members.column("uid").to_numpy() if members is not None else np.zeros(0, np.int64)
         order = np.argsort(uid)
         uid = uid[order]
         sig = (np.asarray(members.column("sig").combine_chunks().flatten()).reshape(len(uid), -1)[order]
                if members is not None else np.zeros((0, 1), np.uint32))
-        pos = {"a": np.searchsorted(uid, edges[:, 0]), "b": np.searchsorted(uid, edges[:, 1])}
-        near = edges[:, 2] == NEAR
-        sim = estimated_jaccard(sig[pos["a"]], sig[pos["b"]]) if len(edges) else np.zeros(0, np.float32)
-        accepted, borderline = triage(sim, s.threshold, s.num_perm)
-        borderline &= near
-        if borderline.any():  # too close to call by the estimate: the exact Jaccard decides
-            exact = self._exact(run, client, parts, edges[borderline, :2])
-            accepted[borderline] = reaches(exact, s.threshold)
-        verified = ~near | accepted
+        verified = ~near
+        verified[near] = accepted
         t_verify = time.perf_counter()
         comp_uids, comp = components(edges[verified, :2])
 
@@ -272,7 +321,7 @@ class DedupStage(Stage):
             run.remove(folder)
         bands, rows = lsh_params(s.threshold, s.num_perm) if s.near else (0, 0)
         return {"clusters": n_clusters, "candidate_pairs": int(near.sum()),
-                "verified_pairs": int((near & verified).sum()), "exact_checked_pairs": int(borderline.sum()),
+                "verified_pairs": int((near & verified).sum()), "exact_checked_pairs": int(checked.sum()),
                 "exact_edges": int((edges[:, 2] == EXACT).sum()),
                 "url_edges": int((edges[:, 2] == URL).sum()), "reducers": len(ranges), "band_rows": total_rows,
                 "lsh_bands": bands, "lsh_rows": rows, "keep": list(s.keep),
@@ -281,33 +330,56 @@ class DedupStage(Stage):
                                    "cluster": round(t_cluster - t_verify, 3), "apply": round(t_apply - t_cluster, 3)}}
 
     @staticmethod
-    def _members(run: RunDir, client, parts: list[Part], uids: np.ndarray,
-                 columns: list[str] = SIG_COLUMNS) -> pa.Table | None:
-        """Signature rows of the pages ``uids`` (``columns`` only), fetched from their parts only."""
-        by_part: dict[int, np.ndarray] = {}
-        part_of = uids >> ROW_BITS
-        for idx in np.unique(part_of):
-            by_part[int(idx)] = uids[part_of == idx]
-        if not by_part:
-            return None
-        index = {p.args["index"]: p for p in parts}
-        paths = [run.path(SIG_DIR, f"{index[i].id}.parquet") for i in by_part]
-        return _concat(client.gather(client.map(read_members, paths, list(by_part.values()), run=run,
-                                                columns=columns, pure=False)))
+    def _verify(cfg: Config, run: RunDir, client, parts: list[Part], edges: np.ndarray, near: np.ndarray,
+                n_workers: int) -> tuple[pa.Table | None, np.ndarray, np.ndarray]:
+        """The pages with an edge and the near edges' verdicts: (their ``SIG_COLUMNS`` rows,
+        accepted and checked masks over the near edges).
 
-    @staticmethod
-    def _exact(run: RunDir, client, parts: list[Part], pairs: np.ndarray) -> np.ndarray:
-        """Exact Jaccard of (k, 2) uid pairs from their pages' shingle fingerprints: (k,) float32.
-        Only these pages' fingerprints are read (the column of their parts' signature files)."""
-        fp = DedupStage._members(run, client, parts, np.unique(pairs), columns=["uid", "shingles"])
-        uid = fp.column("uid").to_numpy()
+        The reading and the exact checks run in worker tasks: one task per part reads its pages'
+        rows once (what the keep rule needs, signatures, shingle fingerprints) and sends the
+        client all but the fingerprints; the client estimates each near edge's Jaccard from the
+        signatures (one vectorised comparison) and sends the pairs too close to call to
+        exact-check tasks, each a share of them ordered by the parts of their pages, which take
+        those pages' fingerprints from the readers, worker to worker.
+        """
+        s = cfg.dedup
+        uids = np.unique(edges[:, :2])
+        pairs = edges[near, :2]
+        accepted, checked = np.zeros(len(pairs), bool), np.zeros(len(pairs), bool)
+        if len(uids) == 0:
+            return None, accepted, checked
+        index = {p.args["index"]: p for p in parts}
+        part_of = uids >> ROW_BITS
+        readers = {}
+        for idx in np.unique(part_of).tolist():
+            path = run.path(SIG_DIR, f"{index[idx].id}.parquet")
+            readers[idx] = client.submit(load_members, path, uids[part_of == idx], run=run, fingerprints=s.near,
+                                         pure=False)
+        members = _concat(client.gather([client.submit(operator.getitem, f, 0, pure=False)
+                                         for f in readers.values()]))
+        if len(pairs) == 0:
+            return members, accepted, checked
+        uid = members.column("uid").to_numpy()
         order = np.argsort(uid)
-        lists = fp.column("shingles").combine_chunks().take(pa.array(order))
-        values = np.asarray(lists.flatten(), np.uint32)
-        offsets = np.asarray(lists.offsets, np.int64)
-        offsets = offsets - offsets[0]
-        uid = uid[order]
-        return exact_jaccard(values, offsets, np.searchsorted(uid, pairs))
+        row = order[np.searchsorted(uid[order], pairs)]
+        sig = np.asarray(members.column("sig").combine_chunks().flatten()).reshape(len(uid), -1)
+        accepted, checked = triage(estimated_jaccard(sig[row[:, 0]], sig[row[:, 1]]), s.threshold, s.num_perm)
+        if checked.any():
+            todo = pairs[checked]
+            docs = np.unique(todo)
+            doc_part = docs >> ROW_BITS
+            chosen = {i: client.submit(select_fingerprints, readers[i], docs[doc_part == i], pure=False)
+                      for i in np.unique(doc_part).tolist()}
+            pair_parts = todo >> ROW_BITS
+            by_parts = np.lexsort((pair_parts[:, 1], pair_parts[:, 0]))
+            tasks = min(max(n_workers, -(-len(todo) // EXACT_PAIRS_PER_TASK)), len(todo))
+            chunks = np.array_split(by_parts, tasks)
+            futures = [client.submit(exact_pairs, todo[c], *[chosen[i] for i in np.unique(pair_parts[c]).tolist()],
+                                     pure=False) for c in chunks]
+            exact = np.empty(len(todo), np.float32)
+            exact[np.concatenate(chunks)] = np.concatenate(client.gather(futures))
+            accepted[np.flatnonzero(checked)] = reaches(exact, s.threshold)
+        return members, accepted, checked
 
     @staticmethod
     def _decide(cfg: Config, members: pa.Table | None, order: np.ndarray, uid: np.ndarray, sig: np.ndarray,

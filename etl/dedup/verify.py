@@ -67,7 +67,7 @@ def exact_jaccard(values: np.ndarray, offsets: np.ndarray, pairs: np.ndarray) ->
     ``offsets`` (n + 1,) int64 where each document's run starts; ``pairs`` (k, 2) document
     indices. Vectorised: the involved documents' runs are sorted and made unique once; then, for
     chunks of pairs, each side's values are tagged with the pair's number (the tagged arrays are
-    sorted as built) and one side is looked up in the other with a binary search. Two empty sets
+    sorted as built) and the two sides merged: a value in both comes out twice. Two empty sets
     have similarity 0.
     """
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
@@ -95,11 +95,11 @@ def exact_jaccard(values: np.ndarray, offsets: np.ndarray, pairs: np.ndarray) ->
         # tagged by pair, both sides come out sorted (pairs in order, each run sorted): no sort needed
         tagged_a = np.repeat(pid, sa) | uniq[_segments(starts[local[lo:hi, 0]], sa)]
         tagged_b = np.repeat(pid, sb) | uniq[_segments(starts[local[lo:hi, 1]], sb)]
-        if len(tagged_b):
-            at = np.minimum(np.searchsorted(tagged_b, tagged_a), len(tagged_b) - 1)
-            both = tagged_a[tagged_b[at] == tagged_a]
-        else:
-            both = tagged_b
+        # a value is in both sets exactly when it appears twice (each side's values are distinct);
+        # the stable sort (timsort) of two sorted runs is one merge, twice as fast as a binary search
+        merged = np.concatenate([tagged_a, tagged_b])
+        merged.sort(kind="stable")
+        both = merged[1:][merged[1:] == merged[:-1]]
         inter = np.bincount((both >> np.uint64(32)).astype(np.int64), minlength=hi - lo)
         union = sa + sb - inter
         out[lo:hi] = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
