@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from lxml import html as lxml_html
 
@@ -26,6 +27,7 @@ from pagecat.etl.dedup.shuffle import (
     bucket_edges,
     read_slot_range,
     slot_ranges,
+    unique_rows,
     write_band_rows,
 )
 from pagecat.etl.dedup.stage import DedupStage
@@ -303,6 +305,9 @@ def test_band_rows_group_by_slot_range(tmp_path):
     edges = np.concatenate([bucket_edges(p, True, 50) for p in pieces])
     # one bucket per band: the pair shows up once per band (finish takes the unique edges)
     assert sorted(set(map(tuple, edges.tolist()))) == [(2, 7, EXACT), (3, 10, NEAR)]
+    assert unique_rows(edges).tolist() == [[2, 7, EXACT], [3, 10, NEAR]]
+    rows = rng.integers(-2, 3, (300, 3)).astype(np.int64) + (np.int64(1) << 40)
+    assert np.array_equal(unique_rows(rows), np.unique(rows, axis=0))
 
 
 def test_big_buckets_become_stars_and_clusters_keep_by_rule():
@@ -320,3 +325,101 @@ def test_big_buckets_become_stars_and_clusters_keep_by_rule():
     assert KeepRule(["longest"]).kept(comp, uids, length, labelled).tolist() == [2, 2, 2, 7, 7]
     with pytest.raises(ValueError, match="unknown keep criteria"):
         KeepRule(["newest"])
+
+
+def test_url_keys_fast_path_agrees_with_canonicalize():
+    """URLs matched by CANONICAL_URL skip canonicalize: for every one of them it must be the
+    identity, and url_keys must equal hashing canonicalize's output for every URL."""
+    from pagecat.etl.dedup.stage import CANONICAL_URL, url_keys
+    from pagecat.urls import MalformedURL, canonicalize
+
+    rng = random.Random(4)
+    pieces = ["http", "HTTP", "https", "ftp", "://", "www", "a", "B", ".", "..", "/", "/", "/", "%41", "%7e", "%",
+              "?", "q=1", "&", "#", ":80", ":8080", "@", "_", "-", "~", " ", "é", "utm_source=x", "!", "'", "=",
+              ";", "\t"]
+    urls = [r["url"] for r in load_sample()][:300]
+    urls += ["http://a.example/./x", "http://a.example/x/..", "http://a.example/...", "http://a.example/..a",
+             "http://a.example/.b/", "http://a.example//", "http://a.example", "http://a.example./x",
+             "http://a..example/x", "http://Ex.com/x", "http://a.example/x?", "http://a.example/x#",
+             "http://a.example/%7E", "http://u@a.example/", "http://a.example:80/", None, ""]
+    for _ in range(4000):
+        start = rng.choice(["http://", "https://", "HTTP://", "http://a.example/", "https://b-c.example/x/"])
+        urls.append(start + "".join(rng.choice(pieces) for _ in range(rng.randrange(1, 9))))
+    fast = np.asarray(pc.fill_null(pc.match_substring_regex(pa.array(urls, pa.string()), CANONICAL_URL), False))
+    for u in np.array(urls, object)[fast]:
+        assert canonicalize(u) == u, u
+
+    def slow(u):
+        try:
+            return canonicalize(u) if u else None
+        except MalformedURL:
+            return None
+    assert 500 < fast.sum() < len(urls) - 500
+    want = hash_strings(pa.array([slow(u) or "" for u in urls], pa.string()))
+    want[want == 0] = 1
+    want[np.array([slow(u) is None for u in urls])] = 0
+    assert url_keys(pa.array(urls, pa.string())).tolist() == want.tolist()
+
+
+def test_dedup_output_is_the_same_with_one_or_two_workers_and_as_the_finder(tmp_path, client, webkb_texts):
+    """The stage's duplicates/ with 1 worker and with 2 are equal, and its near-duplicate clusters
+    are those of NearDuplicateFinder (the same steps in one process) on the same texts."""
+    from distributed import Client, LocalCluster
+
+    rng = random.Random(21)
+    texts = [t for _, t in webkb_texts[:60]]
+    for i in range(0, 60, 3):  # edited copies, some borderline, across parts
+        texts.append(edit(texts[i], rng, max(1, round(len(texts[i].split()) * rng.uniform(0.002, 0.05)))))
+    texts.append(edit(texts[60], rng, 1))  # a copy of a copy: a 3-page cluster
+    rows = [page_row(f"http://site{i % 7}.example/p{i}", t) for i, t in enumerate(texts)]
+    parts = {f"part-{k}.parquet": rows[k * 27:(k + 1) * 27] for k in range(3)}
+    cfg = config_from_dict({"dedup": {"exact": False, "url": False, "rows_per_reducer": 300}})
+
+    def duplicates(c, name):
+        run = RunDir(str(tmp_path / name))
+        write_pages(run, parts)
+        m = execute(DedupStage(), cfg, run, c, progress=False)
+        return run.read_dataset("duplicates", schema=DUPLICATES).sort_by("page_id"), m
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster) as one:
+        dups1, m1 = duplicates(one, "one")
+    dups2, m2 = duplicates(client, "two")
+    assert dups1.equals(dups2) and m1.counts == m2.counts
+    assert m1.extra["exact_checked_pairs"] == m2.extra["exact_checked_pairs"] > 0
+
+    finder = NearDuplicateFinder(threshold=0.8, num_perm=128, shingle_words=5).fit(texts)
+    uids, comp = components(finder.pairs_)
+    length = np.array([len(texts[u].split()) for u in uids])
+    kept = KeepRule(["longest", "earliest"]).kept(comp, uids, length, np.zeros(len(uids), bool))
+    page_id = [r["page_id"] for r in rows]
+    want = {page_id[u]: page_id[k] for u, k in zip(uids.tolist(), kept.tolist()) if u != k}
+    assert len(want) >= 10
+    assert dict(zip(dups1["page_id"].to_pylist(), dups1["kept_id"].to_pylist())) == want
+
+
+def test_roomy_heap_reuses_large_blocks_under_a_pinned_trim_threshold():
+    """Under Dask's MALLOC_TRIM_THRESHOLD_ a task's large temporaries are reused, not mapped and
+    page-faulted afresh; after the task the worker's own thresholds are back."""
+    code = """
+import resource, numpy as np
+from pagecat.etl.dedup.heap import roomy_heap
+
+def churn():
+    for _ in range(40):
+        a = np.ones(1 << 18)  # 2 MB: far above the pinned 128 KiB mmap threshold, below numpy's huge pages
+        del a
+
+def faults(fn):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    fn()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+print(faults(churn), faults(roomy_heap(churn)), faults(churn))
+"""
+    env = {"MALLOC_TRIM_THRESHOLD_": "65536", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    plain, roomy, after = map(int, out.split())
+    assert plain > 40 * 400  # every array faulted in anew (512 pages each)
+    assert roomy < plain / 5
+    assert after > plain / 2  # the thresholds were set back
