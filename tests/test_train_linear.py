@@ -1,5 +1,6 @@
-"""The linear SVM (one-vs-rest, calibrated), kNN on embeddings and the ensemble that weighs
-members reading TF-IDF and embeddings on the validation split. Small synthetic data: fast."""
+"""The linear SVM (one-vs-rest, calibrated), kNN on embeddings, XGBoost's subsampling and the
+ensemble that weighs members reading TF-IDF and embeddings on the validation split. Small
+synthetic data: fast."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sklearn.svm import LinearSVC
 
 from pagecat.runs import RunDir
 from pagecat.train.ensemble import EnsembleClassifier, simplex_grid, stack_inputs
-from pagecat.train.models import KnnClassifier, LinearTextClassifier
+from pagecat.train.models import KnnClassifier, LinearTextClassifier, XGBoostTextClassifier
 
 
 def clusters(n: int, n_classes: int, dim: int, spread: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -82,6 +83,43 @@ def test_knn_finds_the_neighbours_class_and_reloads(tmp_path):
     assert np.allclose(loaded.predict_proba(X[test]), p)
 
 
+def test_knn_votes_are_weighted_by_sample_weight_and_the_weights_reload(tmp_path):
+    # a query between two classes: 6 neighbours of class 0, 4 of class 1, equally near
+    X = np.vstack([np.tile([1.0, 0.0], (6, 1)), np.tile([0.0, 1.0], (4, 1))]).astype(np.float32)
+    y = np.array([0] * 6 + [1] * 4)
+    query = np.array([[1.0, 1.0]], np.float32)
+    plain = KnnClassifier(k_grid=(10,), tau_grid=(1.0,)).fit(X, y)
+    assert plain.predict_proba(query)[0, 0] == pytest.approx(0.6, abs=1e-3)
+    weight = np.array([1.0] * 6 + [2.0] * 4)  # class 1's docs count twice: 8 votes against 6
+    weighted = KnnClassifier(k_grid=(10,), tau_grid=(1.0,)).fit(X, y, sample_weight=weight)
+    p = weighted.predict_proba(query)
+    assert p[0, 1] == pytest.approx(8 / 14, abs=1e-3)
+    # validation docs join the index with their own weights (1 when none are given)
+    with_val = KnnClassifier(k_grid=(10,), tau_grid=(1.0,)).fit(X[1:], y[1:], X[:1], y[:1], sample_weight=weight[1:])
+    assert with_val.weights_.tolist() == [*weight[1:].tolist(), 1.0]
+    run = RunDir(str(tmp_path))
+    assert weighted.save(run.fs, run.path("w")) == ["knn.safetensors", "knn.json"]
+    assert np.allclose(KnnClassifier.load(run.fs, run.path("w")).predict_proba(query), p)
+    plain.save(run.fs, run.path("p"))
+    assert KnnClassifier.load(run.fs, run.path("p")).weights_ is None
+
+
+def test_xgboost_subsamples_rows_and_columns_and_reloads_its_settings(tmp_path):
+    emb, y = clusters(300, 3, 12, 1.5, seed=6)
+    fit, val, test = np.arange(200), np.arange(200, 250), np.arange(250, 300)
+    full = XGBoostTextClassifier(n_estimators=30, input="emb").fit(emb[fit], y[fit], emb[val], y[val])
+    sub = XGBoostTextClassifier(n_estimators=30, input="emb", subsample=0.8, colsample_bytree=0.5)
+    sub.fit(emb[fit], y[fit], emb[val], y[val])
+    p = sub.predict_proba(emb[test])
+    assert not np.allclose(p, full.predict_proba(emb[test]))  # other rows and columns, other trees
+    assert np.mean(p.argmax(axis=1) == y[test]) > 0.8
+    run = RunDir(str(tmp_path))
+    sub.save(run.fs, run.path("x"))
+    loaded = XGBoostTextClassifier.load(run.fs, run.path("x"))
+    assert (loaded.subsample, loaded.colsample_bytree) == (0.8, 0.5)
+    assert np.allclose(loaded.predict_proba(emb[test]), p)
+
+
 def test_ensemble_on_tfidf_and_embeddings_weighs_members_on_validation(tmp_path):
     emb, y = clusters(500, 4, 24, 1.0, seed=4)
     X = stack_inputs(sparse_noise(500, 300, seed=5), emb)
@@ -101,6 +139,36 @@ def test_ensemble_on_tfidf_and_embeddings_weighs_members_on_validation(tmp_path)
     loaded = EnsembleClassifier.load(run.fs, run.path("e"))
     assert np.allclose(loaded.predict_proba(X[test]), p, atol=1e-6)
     assert np.array_equal(loaded.weights_, model.weights_)
+
+
+def test_ensemble_member_on_tfidf_and_embedding_picks_the_embedding_scale_on_validation(tmp_path):
+    emb, y = clusters(500, 4, 24, 1.0, seed=7)
+    emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    X = stack_inputs(sparse_noise(500, 300, seed=8), emb)  # the TF-IDF part is noise, the embedding the signal
+    fit, val, test = np.arange(250), np.arange(250, 370), np.arange(370, 500)
+    joint = {"kind": "linear", "input": "tfidf+emb", "c_grid": [1.0]}
+    model = EnsembleClassifier(input="tfidf+emb", emb_dim=24, weights="validation",
+                               members=[{**joint, "emb_scale": [0.05, 3.0]}, {"kind": "knn", "input": "emb"}])
+    model.fit(X[fit], y[fit], X[val], y[val])
+    assert model.emb_scales_ == [3.0, None]  # the signal weighed up scores the lesser validation loss
+    member = model.member_part(X[test], 0)
+    assert member.shape == X[test].shape
+    assert np.allclose(member[:, -24:].toarray(), 3.0 * emb[test], atol=1e-6)
+    assert np.allclose(member[:, :300].toarray(), X[test][:, :300].toarray())
+    p = model.predict_proba(X[test])
+    assert np.mean(p.argmax(axis=1) == y[test]) > 0.85
+    run = RunDir(str(tmp_path))
+    model.save(run.fs, run.path("j"))
+    loaded = EnsembleClassifier.load(run.fs, run.path("j"))
+    assert loaded.emb_scales_ == [3.0, None] and np.allclose(loaded.predict_proba(X[test]), p)
+    one = EnsembleClassifier(input="tfidf+emb", emb_dim=24, members=[{**joint, "emb_scale": 0.05}])
+    assert one.fit(X[fit], y[fit], X[val], y[val]).emb_scales_ == [0.05]
+    with pytest.raises(ValueError, match="emb_scale"):
+        EnsembleClassifier(input="tfidf+emb", members=[{"kind": "linear", "input": "tfidf", "emb_scale": 0.5}])
+    with pytest.raises(ValueError, match="emb_scale"):
+        EnsembleClassifier(input="tfidf+emb", members=[{**joint, "emb_scale": [0.0, 1.0]}])
+    with pytest.raises(ValueError, match="reads 'tfidf\\+emb', which an ensemble on 'tfidf' does not give"):
+        EnsembleClassifier(members=[joint])
 
 
 def test_ensemble_default_pair_and_bad_settings():

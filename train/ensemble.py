@@ -6,10 +6,12 @@ in an embedding space), so the average beats each one, at the cost of training t
 The default is the linear model and XGBoost on the same TF-IDF rows. Members may also read
 embeddings: with ``input="tfidf+emb"`` a row of ``X`` is the TF-IDF row followed by the doc's
 embedding (its last ``emb_dim`` columns; ``stack_inputs`` builds it), and each member reads its
-own part.
+own part: the TF-IDF columns, the embedding, or both (one model over words, characters and the
+embedding space, the embedding columns scaled by the member's ``emb_scale``; with a list of
+scales, the one with the least validation loss is kept).
 
 Saved as each member saves itself, its file names prefixed ``member<i>.``, plus
-``ensemble.json`` (settings and weights).
+``ensemble.json`` (settings, weights and the members' embedding scales).
 """
 
 from __future__ import annotations
@@ -48,11 +50,14 @@ def simplex_grid(n: int, step: float) -> list[np.ndarray]:
 class EnsembleClassifier:
     """Weighted mean of member probabilities.
 
-    ``members``: a list of ``{"kind": "linear" | "xgboost" | "knn", "input": "tfidf" | "emb",
-    **settings}``; without it, the legacy pair ``linear`` + ``xgboost`` (settings dicts) on
-    TF-IDF. ``weights``: ``"equal"``, or ``"validation"`` for the weights (a grid of step
-    ``weight_step``) with the least validation log-loss, each member's validation probabilities
-    coming from its fit-split model (never from a model that saw the validation docs).
+    ``members``: a list of ``{"kind": "linear" | "xgboost" | "knn", "input": "tfidf" | "emb" |
+    "tfidf+emb", **settings}``; without it, the legacy pair ``linear`` + ``xgboost`` (settings
+    dicts) on TF-IDF. A member on ``tfidf+emb`` (an ensemble on ``tfidf+emb`` only) may set
+    ``emb_scale``: the factor on its embedding columns (TF-IDF rows and embeddings both have unit
+    length), or a list of them, each fitted and the one whose member scores the least validation
+    loss (its ``scores_``) kept. ``weights``: ``"equal"``, or ``"validation"`` for the weights (a
+    grid of step ``weight_step``) with the least validation log-loss, each member's validation
+    probabilities coming from its fit-split model (never from a model that saw the validation docs).
     """
 
     kind = "ensemble"
@@ -74,9 +79,13 @@ class EnsembleClassifier:
         for m in self.member_specs():
             if m.get("kind") not in MEMBER_KINDS:
                 raise ValueError(f"ensemble member kind {m.get('kind')!r} is not one of {', '.join(MEMBER_KINDS)}")
-            if m["input"] not in ("tfidf", "emb") or (input != "tfidf+emb" and m["input"] != input):
+            if m["input"] not in INPUTS or (input != "tfidf+emb" and m["input"] != input):
                 raise ValueError(f"ensemble member {m['kind']} reads {m['input']!r}, which an ensemble on "
                                  f"{input!r} does not give")
+            if "emb_scale" in m and (m["input"] != "tfidf+emb" or not self._scales(m)
+                                     or min(self._scales(m)) <= 0):
+                raise ValueError(f"ensemble member {m['kind']}: emb_scale (a positive number or a list of them) "
+                                 "is for a member that reads tfidf+emb")
 
     def get_params(self) -> dict[str, Any]:
         return {"linear": self.linear, "xgboost": self.xgboost, "input": self.input, "members": self.members,
@@ -90,10 +99,19 @@ class EnsembleClassifier:
 
     @staticmethod
     def _build(spec: dict[str, Any]):
-        return MEMBER_KINDS[spec["kind"]](**{k: v for k, v in spec.items() if k != "kind"})
+        return MEMBER_KINDS[spec["kind"]](**{k: v for k, v in spec.items() if k not in ("kind", "emb_scale")})
 
-    def part(self, X, member_input: str):
-        """The columns of ``X`` a member reads."""
+    @staticmethod
+    def _scales(spec: dict[str, Any]) -> list[float | None]:
+        """The embedding scales a member is tried with: [None] for a member on one input."""
+        if spec["input"] != "tfidf+emb":
+            return [None]
+        scale = spec.get("emb_scale", 1.0)
+        return [float(x) for x in scale] if isinstance(scale, list | tuple) else [float(scale)]
+
+    def part(self, X, member_input: str, emb_scale: float | None = None):
+        """The columns of ``X`` a member reads (for ``tfidf+emb``, all of them, the embedding
+        columns times ``emb_scale``)."""
         if self.input != "tfidf+emb":
             return X
         if X.shape[1] <= self.emb_dim:
@@ -102,20 +120,37 @@ class EnsembleClassifier:
         if member_input == "emb":
             part = X[:, -self.emb_dim:]
             return part.toarray() if sp.issparse(part) else np.asarray(part)
+        if member_input == "tfidf+emb":
+            scale = np.ones(X.shape[1], np.float32)
+            scale[-self.emb_dim:] = 1.0 if emb_scale is None else emb_scale
+            return sp.csr_matrix(X) @ sp.diags(scale, format="csr")
         return X[:, : X.shape[1] - self.emb_dim]
+
+    def member_part(self, X, i: int):
+        """The input of fitted member ``i``: its columns of ``X``, at its chosen embedding scale."""
+        return self.part(X, self.member_specs()[i]["input"], self.emb_scales_[i])
 
     def fit(self, X, y: np.ndarray, X_val=None, y_val: np.ndarray | None = None,
             sample_weight: np.ndarray | None = None, sample_weight_val: np.ndarray | None = None
             ) -> EnsembleClassifier:
         specs = self.member_specs()
-        self.members_ = [self._build(s) for s in specs]
+        self.members_, self.emb_scales_ = [], []
         has_val = X_val is not None and X_val.shape[0] > 0
         val_probas = []
         self.member_seconds_ = []
-        for spec, m in zip(specs, self.members_, strict=True):
+        for spec in specs:
             t0 = time.perf_counter()
-            X_m, X_val_m = self.part(X, spec["input"]), self.part(X_val, spec["input"]) if has_val else None
-            m.fit(X_m, y, X_val_m, y_val, sample_weight=sample_weight, sample_weight_val=sample_weight_val)
+            tried = []  # (validation loss, member, scale, its validation input) for each scale
+            for scale in self._scales(spec):
+                m = self._build(spec)
+                X_m = self.part(X, spec["input"], scale)
+                X_val_m = self.part(X_val, spec["input"], scale) if has_val else None
+                m.fit(X_m, y, X_val_m, y_val, sample_weight=sample_weight, sample_weight_val=sample_weight_val)
+                scores = getattr(m, "scores_", None)
+                tried.append((min(scores.values()) if has_val and scores else np.inf, m, scale, X_val_m))
+            _, m, scale, X_val_m = min(tried, key=lambda t: t[0])  # first of equals: the first scale listed
+            self.members_.append(m)
+            self.emb_scales_.append(scale)
             self.member_seconds_.append(time.perf_counter() - t0)
             if has_val and self.weights == "validation":
                 # refitted members (linear, kNN) kept their fit-split validation probabilities;
@@ -139,8 +174,8 @@ class EnsembleClassifier:
         return self
 
     def predict_proba(self, X) -> np.ndarray:
-        p = sum(w * m.predict_proba(self.part(X, s["input"]))
-                for w, m, s in zip(self.weights_, self.members_, self.member_specs(), strict=True) if w > 0)
+        p = sum(w * m.predict_proba(self.member_part(X, i))
+                for i, (w, m) in enumerate(zip(self.weights_, self.members_, strict=True)) if w > 0)
         return np.asarray(p, dtype=np.float32)
 
     def save(self, fs, folder: str) -> list[str]:
@@ -151,7 +186,8 @@ class EnsembleClassifier:
                     write_bytes_atomic(fs, f"{folder}/member{i}.{f}", mem.cat_file(f"{tmp}/{f}"))
                     files.append(f"member{i}.{f}")
         write_bytes_atomic(fs, f"{folder}/ensemble.json", json.dumps(
-            {"params": self.get_params(), "weights": self.weights_.tolist()}, indent=2).encode())
+            {"params": self.get_params(), "weights": self.weights_.tolist(), "emb_scales": self.emb_scales_},
+            indent=2).encode())
         return [*files, "ensemble.json"]
 
     @classmethod
@@ -169,6 +205,7 @@ class EnsembleClassifier:
                         mem.pipe_file(f"{tmp}/{name[len(prefix):]}", read_bytes(fs, path))
                 model.members_.append(MEMBER_KINDS[spec["kind"]].load(mem, tmp))
         model.weights_ = np.array(meta["weights"], float)
+        model.emb_scales_ = meta.get("emb_scales") or [None] * len(model.members_)
         model.classes_ = model.members_[0].classes_
         return model
 

@@ -176,8 +176,11 @@ class KnnClassifier:
 
     With a validation split, ``k`` and ``tau`` (``k_grid`` x ``tau_grid``) are chosen by the
     validation log-loss of the fit split's neighbours; then validation docs join the index.
+    A ``sample_weight`` (class weights, docs' own weights) multiplies each neighbour's vote, as it
+    multiplies each doc's loss in the other models.
     ``X`` is (n_docs, dim) float embeddings; rows are L2-normalised here.
-    Saved as the index (``vectors`` float16, ``labels``) in safetensors and ``knn.json``.
+    Saved as the index (``vectors`` float16, ``labels``, ``weights`` when given) in safetensors
+    and ``knn.json``.
     """
 
     kind = "knn"
@@ -210,10 +213,15 @@ class KnnClassifier:
             idx.append(top)
         return np.vstack(sims), np.vstack(idx)
 
-    def _proba(self, sims: np.ndarray, labels: np.ndarray, k: int, tau: float) -> np.ndarray:
+    def _proba(self, sims: np.ndarray, labels: np.ndarray, k: int, tau: float,
+               weights: np.ndarray | None = None) -> np.ndarray:
+        """Class probabilities from the neighbours' ``sims``, ``labels`` and ``weights`` (each
+        (n_queries, n_found); ``weights`` None: all 1)."""
         order = np.argsort(-sims, axis=1)[:, :k]  # the k most similar of the neighbours found
         s, lab = np.take_along_axis(sims, order, axis=1), np.take_along_axis(labels, order, axis=1)
         w = np.exp((s - s[:, :1]) / tau)
+        if weights is not None:
+            w = w * np.take_along_axis(weights, order, axis=1)
         votes = np.zeros((len(s), len(self.classes_)), np.float64)
         np.add.at(votes, (np.repeat(np.arange(len(s)), s.shape[1]), np.searchsorted(self.classes_, lab).ravel()),
                   w.ravel())
@@ -226,6 +234,7 @@ class KnnClassifier:
         X = self._unit(X)
         has_val = X_val is not None and X_val.shape[0] > 0
         self.classes_ = np.unique(np.concatenate([y, y_val]) if has_val else y).astype(np.int64)
+        weights = None if sample_weight is None else np.asarray(sample_weight, np.float32)
         self.k_, self.tau_ = self.k_grid[0], self.tau_grid[0]
         self.scores_: dict[str, float] = {}
         self.validation_proba_ = None
@@ -236,22 +245,28 @@ class KnnClassifier:
             best = np.inf
             for k in self.k_grid:
                 for tau in self.tau_grid:
-                    p = self._proba(sims, y[idx], k, tau)
+                    p = self._proba(sims, y[idx], k, tau, None if weights is None else weights[idx])
                     loss = float(-np.mean(np.log(p[np.arange(len(rows)), rows])))
                     self.scores_[f"k={k},tau={tau}"] = loss
                     if loss < best:
                         best, self.k_, self.tau_, self.validation_proba_ = loss, k, tau, p
+            if weights is not None:
+                weights = np.concatenate([weights, np.ones(len(y_val), np.float32) if sample_weight_val is None
+                                          else np.asarray(sample_weight_val, np.float32)])
             X, y = np.vstack([X, V]), np.concatenate([y, y_val])
-        self.vectors_, self.labels_ = X.astype(np.float16), y.astype(np.int64)
+        self.vectors_, self.labels_, self.weights_ = X.astype(np.float16), y.astype(np.int64), weights
         return self
 
     def predict_proba(self, X) -> np.ndarray:
         sims, idx = self._neighbours(self._unit(X), self.vectors_.astype(np.float32), self.k_)
-        return self._proba(sims, self.labels_[idx], self.k_, self.tau_)
+        return self._proba(sims, self.labels_[idx], self.k_, self.tau_,
+                           None if self.weights_ is None else self.weights_[idx])
 
     def save(self, fs, folder: str) -> list[str]:
-        return save_model_files(fs, folder, "knn",
-                                {"vectors": self.vectors_, "labels": self.labels_, "classes": self.classes_},
+        arrays = {"vectors": self.vectors_, "labels": self.labels_, "classes": self.classes_}
+        if self.weights_ is not None:
+            arrays["weights"] = self.weights_
+        return save_model_files(fs, folder, "knn", arrays,
                                 {"params": self.get_params(), "k": self.k_, "tau": self.tau_})
 
     @classmethod
@@ -259,6 +274,7 @@ class KnnClassifier:
         meta, arrays = load_model_files(fs, folder, "knn")
         model = cls(**meta["params"])
         model.vectors_, model.labels_, model.classes_ = arrays["vectors"], arrays["labels"], arrays["classes"]
+        model.weights_ = arrays.get("weights")
         model.k_, model.tau_ = meta["k"], meta["tau"]
         return model
 
@@ -299,7 +315,8 @@ class XGBoostTextClassifier:
 
     def __init__(self, n_estimators: int = 300, max_depth: int = 6, learning_rate: float = 0.1,
                  early_stopping_rounds: int = 20, max_features: int = 20000, min_df: int = 2,
-                 n_jobs: int = 1, seed: int = 0, input: str = "tfidf"):
+                 n_jobs: int = 1, seed: int = 0, input: str = "tfidf", subsample: float = 1.0,
+                 colsample_bytree: float = 1.0):
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.learning_rate = learning_rate
@@ -309,11 +326,13 @@ class XGBoostTextClassifier:
         self.n_jobs = n_jobs
         self.seed = seed
         self.input = input
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
 
     def get_params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("n_estimators", "max_depth", "learning_rate",
                                                "early_stopping_rounds", "max_features", "min_df",
-                                               "n_jobs", "seed", "input")}
+                                               "n_jobs", "seed", "input", "subsample", "colsample_bytree")}
 
     def _columns(self, X):
         return X[:, self.columns_] if sp.issparse(X) else np.asarray(X, np.float32)
@@ -328,6 +347,7 @@ class XGBoostTextClassifier:
         has_val = X_val is not None and X_val.shape[0] > 0
         clf = xgb.XGBClassifier(tree_method="hist", n_estimators=self.n_estimators, max_depth=self.max_depth,
                                 learning_rate=self.learning_rate, n_jobs=self.n_jobs, random_state=self.seed,
+                                subsample=self.subsample, colsample_bytree=self.colsample_bytree,
                                 early_stopping_rounds=self.early_stopping_rounds if has_val else None)
         eval_set = [(self._columns(X_val), y_val)] if has_val else None
         clf.fit(self._columns(X), y, eval_set=eval_set, verbose=False, sample_weight=sample_weight,
