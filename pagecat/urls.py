@@ -32,6 +32,13 @@ _PCT = re.compile(r"%([0-9A-Fa-f]{2})")
 # Characters left as they are in a path / a query component; anything else is percent-encoded.
 _PATH_SAFE = frozenset("!$&'()*+,;=:@/%") | _UNRESERVED
 _QUERY_SAFE = frozenset("!$'()*+,;:@/?%") | _UNRESERVED  # & and = delimit query pairs
+# Most URLs need no change: a part made only of safe characters, with no escape, is kept as it is
+# without the character loop (the crawler canonicalises every link it finds).
+_ALREADY_NORMAL = {safe: re.compile("[" + re.escape("".join(sorted(safe - {"%"}))) + "]*").fullmatch
+                   for safe in (_PATH_SAFE, _QUERY_SAFE)}
+_TRIMMED = "".join(map(chr, range(33)))  # spaces and C0 controls, trimmed from both ends
+_CONTROL = re.compile(r"[\x00-\x1f]")
+_BAD_HOST_CHAR = re.compile(r"[ /\\@%<>\"'{}|^`]")
 
 
 class MalformedURL(ValueError):
@@ -41,6 +48,9 @@ class MalformedURL(ValueError):
 def _normalize_escapes(part: str, safe: frozenset[str]) -> str:
     """RFC 3986 normalisation: unreserved escapes decoded (%7E -> ~), other escapes upper-cased,
     unsafe characters (spaces, non-ASCII, a stray %) encoded as UTF-8 escapes."""
+    if "%" not in part and _ALREADY_NORMAL[safe](part):
+        return part
+
     def fix(m: re.Match) -> str:
         ch = chr(int(m.group(1), 16))
         return ch if ch in _UNRESERVED else "%" + m.group(1).upper()
@@ -59,6 +69,8 @@ def _normalize_escapes(part: str, safe: frozenset[str]) -> str:
 
 def _remove_dot_segments(path: str) -> str:
     """/a/./b/../c -> /a/c (RFC 3986 section 5.2.4)."""
+    if "/." not in path and not path.startswith("."):  # no dot segment
+        return path if path.startswith("/") else "/" + path
     out: list[str] = []
     segments = path.split("/")
     for i, seg in enumerate(segments):
@@ -95,7 +107,7 @@ def _host(host: str) -> str:
         host = host.encode("idna").decode("ascii") if not host.isascii() else host
     except UnicodeError:
         raise MalformedURL(f"bad host {host!r}") from None
-    if any(c in host for c in " /\\@%<>\"'{}|^`") or ".." in host:
+    if _BAD_HOST_CHAR.search(host) or ".." in host:
         raise MalformedURL(f"bad host {host!r}")
     return host
 
@@ -109,8 +121,8 @@ def canonicalize(url: str) -> str:
     (mailto:, javascript:) come back with only the scheme lower-cased and the fragment dropped.
     """
     # As browsers do (WHATWG URL): trim spaces and controls, drop tabs and newlines inside.
-    url = url.strip("".join(map(chr, range(33)))).replace("\t", "").replace("\n", "").replace("\r", "")
-    if any(ord(c) < 32 for c in url):
+    url = url.strip(_TRIMMED).replace("\t", "").replace("\n", "").replace("\r", "")
+    if _CONTROL.search(url):
         raise MalformedURL("control character in URL")
     try:
         parts = urlsplit(url)
