@@ -37,7 +37,7 @@ from pagecat.etl.crawl.engine import crawl_shard
 from pagecat.etl.crawl.links import HtmlLinkExtractor, LinkRanker
 from pagecat.etl.crawl.politeness import retry_after_seconds
 from pagecat.etl.crawl.replay import BackgroundServer, ReplayProxy
-from pagecat.etl.crawl.seeds import Seed, read_seeds
+from pagecat.etl.crawl.seeds import Seed, read_seeds, shard_of
 from pagecat.etl.crawl.stage import CrawlStage
 from pagecat.runs import Manifest, RunDir
 from pagecat.schemas import CRAWL_LOG, REJECTS
@@ -500,6 +500,16 @@ def test_seeds_usage_errors(tmp_path):
     got = read_seeds(cfg.crawl)
     assert [s.url for s in got] == ["http://a.example/", "http://b.example/"] and got[0].label == "x"
     assert len(got[0].url_id) == 16
+
+
+def test_plan_starts_the_biggest_shards_first():
+    # 1, 2 and 3 seeds on three domains, one shard each: the 3-seed shard must not start last
+    urls = ["http://a.example/"] + [f"http://b.example/{i}" for i in range(2)] + \
+        [f"http://c.example/{i}" for i in range(3)]
+    cfg = config_from_dict({"crawl": {"urls": urls, "shards": 64}})
+    parts = CrawlStage().plan(cfg, None)
+    sizes = Counter(shard_of(s, 64) for s in read_seeds(cfg.crawl))
+    assert [sizes[p.args["shard"]] for p in parts] == [3, 2, 1]
 
 
 def test_retry_after_parsing():

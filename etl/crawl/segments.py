@@ -91,7 +91,12 @@ def release_free_memory() -> None:
 
 
 def rows_table(rows: list[dict], schema):
-    """Rows (dicts keyed by ``schema``'s names; a missing key is null) as a table of ``schema``.
+    """Rows (dicts keyed by ``schema``'s names; a missing key is null) as a table of ``schema``."""
+    return json_lines_table([json.dumps(r) for r in rows], schema)
+
+
+def json_lines_table(lines: list[str], schema):
+    """Rows as JSON objects, one a line, as a table of ``schema``.
 
     Built by Arrow's JSON reader, not ``pa.Table.from_pylist``: every ``pa.array`` of a Python
     list imports pandas (pyarrow asks it whether the list is "array-like"), which would add about
@@ -99,9 +104,9 @@ def rows_table(rows: list[dict], schema):
     """
     import pyarrow.json as pj
 
-    if not rows:
+    if not lines:
         return schema.empty_table()
-    data = "\n".join(map(json.dumps, rows)).encode("utf-8")
+    data = "\n".join(lines).encode("utf-8")
     return pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(use_threads=False, block_size=len(data) + 1),
                         parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))
 
@@ -123,7 +128,10 @@ class SegmentedOutput:
         self.segment_pages, self.segment_seconds, self.segment_rows = segment_pages, segment_seconds, segment_rows
         self._tmpdir = tempfile.TemporaryDirectory(prefix="pagecat-crawl-")
         self.seg = 0
-        self.rows: list[dict] = []
+        # The open segment's crawl-log rows and rejects as JSON lines, made when a row is added
+        # (what the Parquet writer reads): a flush never holds the dicts, their JSON and the table at once.
+        self.rows: list[str] = []
+        self.rejects: list[str] = []
         self.pages = 0
         self._warc_file: BinaryIO | None = None
         self.warc: WarcShardWriter | None = None
@@ -178,7 +186,10 @@ class SegmentedOutput:
         self._open_warc().write_conversion(url, html, fetched_at, refers_to)
 
     def add_row(self, row: dict) -> None:
-        self.rows.append(row)
+        self.rows.append(json.dumps(row))
+        if row["outcome"] != "fetched":
+            self.rejects.append(json.dumps({"source": row["referrer"] or self.seeds_source, "stage": "crawl",
+                                            "reason": f"{row['outcome']}:{row['reason']}", "record": row["url"]}))
 
     def due(self) -> bool:
         if not self.rows:
@@ -198,11 +209,11 @@ class SegmentedOutput:
         return tmp
 
     @staticmethod
-    def _parquet(rows: list[dict], schema) -> bytes:
+    def _parquet(lines: list[str], schema) -> bytes:
         import pyarrow.parquet as pq
 
         buf = io.BytesIO()
-        pq.write_table(rows_table(rows, schema), buf, compression="zstd")
+        pq.write_table(json_lines_table(lines, schema), buf, compression="zstd")
         return buf.getvalue()
 
     def flush(self, commit: Callable[[], None]) -> None:
@@ -219,17 +230,14 @@ class SegmentedOutput:
             self._warc_file.close()
             staged.append((self._stage(paths["warc"], local=self._warc_file.name), paths["warc"]))
             Path(self._warc_file.name).unlink()
-        rejects = [{"source": r["referrer"] or self.seeds_source, "stage": "crawl",
-                    "reason": f"{r['outcome']}:{r['reason']}", "record": r["url"]}
-                   for r in self.rows if r["outcome"] != "fetched"]
-        if rejects:
-            staged.append((self._stage(paths["rejects"], self._parquet(rejects, REJECTS)), paths["rejects"]))
+        if self.rejects:
+            staged.append((self._stage(paths["rejects"], self._parquet(self.rejects, REJECTS)), paths["rejects"]))
         staged.append((self._stage(paths["log"], self._parquet(self.rows, CRAWL_LOG)), paths["log"]))
         commit()
         for tmp, final in staged:  # the crawl log last: it marks the segment complete
             self.run.fs.mv(tmp, final)
         self.seg += 1
-        self.rows, self.pages, self.warc, self._warc_file = [], 0, None, None
+        self.rows, self.rejects, self.pages, self.warc, self._warc_file = [], [], 0, None, None
         release_free_memory()
 
     def close(self) -> None:

@@ -68,11 +68,14 @@ class CrawlStage(Stage):
             find_browser(cfg.crawl)
 
     def plan(self, cfg: Config, run: RunDir) -> list[Part]:
+        """One part per non-empty shard, the shards with the most seeds first: parts start in this
+        order, so the longest ones do not start last and keep one worker busy while the rest wait."""
         seeds = read_seeds(cfg.crawl)
         n = shard_count(cfg, len({seed_site(s) for s in seeds}))
-        used = sorted({shard_of(s, n) for s in seeds})
+        sizes = collections.Counter(shard_of(s, n) for s in seeds)
+        order = sorted(sizes, key=lambda i: (-sizes[i], i))
         return [Part(id=f"shard-{i:04d}", inputs=self.external_inputs(cfg, run), args={"shard": i, "shards": n})
-                for i in used]
+                for i in order]
 
     @staticmethod
     def run_part(part: Part, cfg: Config, run: RunDir) -> dict[str, int]:
