@@ -9,7 +9,7 @@ STAMP   = $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml requirements.lock setup.py etl/parse/_lexwalk.c
+$(STAMP): pyproject.toml requirements.lock setup.py etl/parse/_lexwalk.c etl/dedup/_minhash.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock

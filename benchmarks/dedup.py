@@ -23,9 +23,11 @@ and rensa by their estimated Jaccard; pagecat by its estimate, and by the exact 
 shingle fingerprints when the estimate lies within 3 standard deviations of the threshold).
 Measured on one core (one thread each; the rate is documents per second of process CPU time,
 best of 3 after a warm-up, so other programs on a shared machine do not count): documents/s
-end to end (tokenising included). datasketch and rensa get their shingles as Python strings
-(their usual input); rensa's LSH needs bands dividing num_perm: 16 bands of 8 rows (pagecat and
-datasketch pick 9 x 13 themselves).
+end to end (tokenising included). pagecat signs with its compiled kernel (etl/dedup/_minhash.c)
+when the install built it, and says so on stderr; without it, the numpy path finds the same
+pairs (the same signatures bit for bit), more slowly. datasketch and rensa get their shingles
+as Python strings (their usual input); rensa's LSH needs bands dividing num_perm: 16 bands of 8
+rows (pagecat and datasketch pick 9 x 13 themselves).
 
 Then the dedup stage itself on a LocalCluster (wall clock): 1 worker against 2 (speed-up), on
 warm workers (the stage's modules imported, as after an earlier stage of ``pagecat run``; best
@@ -338,6 +340,9 @@ def main() -> None:
     limit = 1500 if args.quick else None
     corpora = {"webkb": plant(webkb_texts(data, limit)),
                "commoncrawl": plant(common_crawl_texts(data), every=1, copies=8)}
+    from pagecat.etl.dedup import MinHasher
+
+    print(f"pagecat signs with {'its compiled kernel' if MinHasher().compiled else 'the numpy path'}", file=sys.stderr)
     results: list[Result] = []
     for dataset, (texts, planted) in corpora.items():
         truth = Truth(texts)

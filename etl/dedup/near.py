@@ -59,8 +59,7 @@ class NearDuplicateFinder:
 
     def fit(self, texts) -> NearDuplicateFinder:
         hasher = MinHasher(self.num_perm, self.shingle_words, self.seed)
-        hashes, offsets = hasher.shingles(texts)
-        sig = hasher.signatures_from_shingles(hashes, offsets)
+        sig, hashes, offsets = hasher.sign(texts)
         return self.fit_signatures(sig, (shingle_fingerprints(hashes), offsets) if self.exact else None)
 
     def fit_signatures(self, sig: np.ndarray,

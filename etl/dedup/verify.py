@@ -20,6 +20,8 @@ import math
 
 import numpy as np
 
+from .minhash import _minhash  # the compiled kernel, or None where it is not built
+
 VERIFY_SIGMAS = 3.0  # half-width of the borderline band, in standard deviations of the estimate
 PAIRS_CHUNK_VALUES = 1 << 22  # fingerprints sorted at once by exact_jaccard: bounds its memory (~32 MB)
 _LOW32 = np.uint64(0xFFFFFFFF)
@@ -60,7 +62,7 @@ def _segments(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     return np.repeat(starts.astype(np.int64) - (ends - sizes), sizes) + np.arange(int(ends[-1]) if len(ends) else 0)
 
 
-def exact_jaccard(values: np.ndarray, offsets: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+def exact_jaccard(values: np.ndarray, offsets: np.ndarray, pairs: np.ndarray, compiled: bool = True) -> np.ndarray:
     """Jaccard similarity of the value sets of document pairs: (k,) float32.
 
     ``values`` (m,) uint32 are every document's fingerprints back to back (repeats allowed),
@@ -68,7 +70,8 @@ def exact_jaccard(values: np.ndarray, offsets: np.ndarray, pairs: np.ndarray) ->
     indices. Vectorised: the involved documents' runs are sorted and made unique once; then, for
     chunks of pairs, each side's values are tagged with the pair's number (the tagged arrays are
     sorted as built) and the two sides merged: a value in both comes out twice. Two empty sets
-    have similarity 0.
+    have similarity 0. ``compiled``: the compiled kernel merges each pair's two runs when it is
+    built (the same counts, without the tagged copies).
     """
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
     out = np.zeros(len(pairs), np.float32)
@@ -85,6 +88,12 @@ def exact_jaccard(values: np.ndarray, offsets: np.ndarray, pairs: np.ndarray) ->
     starts = np.searchsorted(keys >> np.uint64(32), np.arange(len(docs) + 1, dtype=np.uint64))
     size_a = starts[local[:, 0] + 1] - starts[local[:, 0]]
     size_b = starts[local[:, 1] + 1] - starts[local[:, 1]]
+    if compiled and _minhash is not None:
+        inter = np.empty(len(pairs), np.int64)
+        _minhash.intersections(np.ascontiguousarray(uniq, np.uint32), starts.astype(np.int64),
+                               np.ascontiguousarray(local, np.int64), inter)
+        union = size_a + size_b - inter
+        return np.where(union > 0, inter / np.maximum(union, 1), 0.0).astype(np.float32)
     work = np.cumsum(size_a + size_b)
     lo = 0
     while lo < len(pairs):
