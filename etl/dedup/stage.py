@@ -11,7 +11,7 @@ Three kinds of duplicate, found together as one clustering:
 Passes (see ``shuffle`` for the group-by):
 
 1. ``run_part`` (one task per pages part): signatures, keys and shingle fingerprints of the
-   part's pages to ``dedup/_sig/<part>.parquet`` and its band rows to
+   part's pages to ``dedup/_sig/<part>.arrow`` and its band rows to
    ``dedup/_bands/<part>.parquet``. The fingerprints take 4 bytes per shingle (about one per
    word: on WebKB about 1.6 times the compressed pages part); like the rest of ``_sig``, they
    are deleted when the stage finishes.
@@ -39,7 +39,6 @@ reaches ``docs/`` at all.
 
 from __future__ import annotations
 
-import io
 import operator
 import time
 from collections import Counter
@@ -48,7 +47,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from pagecat.config import Config
 from pagecat.errors import StageError, UsageError
@@ -144,8 +142,7 @@ def sign_part(pages: pa.Table, index: int, cfg: Config) -> tuple[pa.Table, pa.Ta
         hasher = MinHasher(s.num_perm, s.shingle_words, s.seed)
         texts = pages.column("text")
         for lo in range(0, n, s.batch_rows):
-            hashes, offsets = hasher.shingles(texts.slice(lo, s.batch_rows))
-            sig[lo:lo + s.batch_rows] = hasher.signatures_from_shingles(hashes, offsets)
+            sig[lo:lo + s.batch_rows], hashes, offsets = hasher.sign(texts.slice(lo, s.batch_rows))
             fingerprints.append(shingle_fingerprints(hashes))
             fp_counts.append(np.diff(offsets))
         keys = band_keys(sig, *lsh_params(s.threshold, s.num_perm))
@@ -170,20 +167,34 @@ def sign_part(pages: pa.Table, index: int, cfg: Config) -> tuple[pa.Table, pa.Ta
     return sig_table, bands
 
 
+def sig_path(run: RunDir, part_id: str) -> str:
+    """Where pass 1 writes a part's signature table."""
+    return run.path(SIG_DIR, f"{part_id}.arrow")
+
+
 def write_sig_table(run: RunDir, path: str, table: pa.Table) -> None:
-    """A part's signature table, written atomically. Signatures and fingerprints are random
-    numbers: no dictionary encoding and no compression for them (both cost time and save nothing)."""
-    buf = io.BytesIO()
-    pq.write_table(table, buf, use_dictionary=["page_id"], row_group_size=50_000,
-                   compression={c: "none" if c in ("sig", "shingles") else "zstd" for c in table.column_names})
-    run.write_bytes_atomic(path, buf.getvalue())
+    """A part's signature table, written atomically as an uncompressed Arrow IPC file: an
+    intermediate only this stage reads back. Signatures and fingerprints are random numbers
+    (compression saves nothing), and IPC writes the columns as they lie in memory, where Parquet
+    would encode levels for every fingerprint and copy them all again: on a machine whose cores
+    share the memory bus, pass 1's bytes moved are what two workers compete for."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    run.write_bytes_atomic(path, sink.getvalue())
+
+
+def read_sig_table(run: RunDir, path: str, columns: list[str]) -> pa.Table:
+    """The ``columns`` of a part's signature table."""
+    with run.fs.open(path, "rb") as fh:
+        return pa.ipc.open_file(fh).read_all().select(columns)
 
 
 @roomy_heap
 def load_members(path: str, uids: np.ndarray, *, run: RunDir, fingerprints: bool) -> tuple[pa.Table, pa.Table | None]:
     """The rows of ``uids`` from one part's signature file, read once: (their ``SIG_COLUMNS``,
     their uid and shingle fingerprints, or None without ``fingerprints``)."""
-    t = run.read_part(path, columns=SIG_COLUMNS + (["shingles"] if fingerprints else []))
+    t = read_sig_table(run, path, SIG_COLUMNS + (["shingles"] if fingerprints else []))
     t = t.filter(pa.array(np.isin(t.column("uid").to_numpy(), uids)))
     return t.select(SIG_COLUMNS), t.select(["uid", "shingles"]) if fingerprints else None
 
@@ -271,7 +282,7 @@ class DedupStage(Stage):
         if pages.num_rows >= 2**ROW_BITS:
             raise ValueError(f"{pages.num_rows} rows in one part: more than dedup's 32-bit row index")
         sig, bands = sign_part(pages, part.args["index"], cfg)
-        write_sig_table(run, run.path(SIG_DIR, f"{part.id}.parquet"), sig)
+        write_sig_table(run, sig_path(run, part.id), sig)
         write_band_rows(run, run.path(BANDS_DIR, f"{part.id}.parquet"), bands)
         n = pages.num_rows
         return {"in": n, "out": n, "rejected": 0, "dropped": 0, "band_rows": bands.num_rows}
@@ -281,7 +292,7 @@ class DedupStage(Stage):
         t0 = time.perf_counter()
         parts = self.plan(cfg, run)
         band_paths = [run.path(BANDS_DIR, f"{p.id}.parquet") for p in parts]
-        gone = [p for p in band_paths + [run.path(SIG_DIR, f"{q.id}.parquet") for q in parts] if not run.fs.exists(p)]
+        gone = [p for p in band_paths + [sig_path(run, q.id) for q in parts] if not run.fs.exists(p)]
         if gone:  # finished once already and cleaned up, but the manifest was not saved
             raise StageError(self.name, f"{gone[0]} is missing; run `pagecat dedup --force`")
         total_rows = sum(int(manifest.parts.get(p.id, {}).get("band_rows", 0)) for p in parts)
@@ -352,7 +363,7 @@ class DedupStage(Stage):
         part_of = uids >> ROW_BITS
         readers = {}
         for idx in np.unique(part_of).tolist():
-            path = run.path(SIG_DIR, f"{index[idx].id}.parquet")
+            path = sig_path(run, index[idx].id)
             readers[idx] = client.submit(load_members, path, uids[part_of == idx], run=run, fingerprints=s.near,
                                          pure=False)
         members = _concat(client.gather([client.submit(operator.getitem, f, 0, pure=False)
