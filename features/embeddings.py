@@ -99,14 +99,14 @@ def field_texts(docs: pa.Table, fields: list[str]) -> list[list[str]]:
 
 def encode_docs(docs: pa.Table, s: EmbeddingSettings, fields: list[str]) -> np.ndarray:
     """(n_docs, n_fields * dim) float32: each field's unit vectors, joined in field order."""
-    enc = cached_encoder(s.model_path, s.max_length, s.batch_size)
+    enc = cached_encoder(s.model_path, s.max_length, s.batch_size, s.precision)
     blocks = [enc.encode(texts) for texts in field_texts(docs, fields)]
     return np.hstack(blocks)
 
 
 def embedding_settings(s: EmbeddingSettings, fields: list[str]) -> dict[str, Any]:
     """What the stored vectors depend on: a model trained on them must see the very same."""
-    enc = cached_encoder(s.model_path, s.max_length, s.batch_size)
+    enc = cached_encoder(s.model_path, s.max_length, s.batch_size, s.precision)
     base = enc.settings()
     names = list(fields) or ["title+text"]
     return {**base, "fields": names, "width": base["dim"] * len(names)}
@@ -143,7 +143,7 @@ def embed_part(part_id: str, docs_path: str, s: EmbeddingSettings, fields: list[
     docs = run.read_part(docs_path, columns=["doc_id", *doc_columns(fields, parquet_columns(run, docs_path))])
     X = encode_docs(docs, s, fields)
     run.write_table(out, to_table(docs.column("doc_id").to_pylist(), X))
-    enc = cached_encoder(s.model_path, s.max_length, s.batch_size)
+    enc = cached_encoder(s.model_path, s.max_length, s.batch_size, s.precision)
     return {"part": part_id, "rows": docs.num_rows, "worker": where, "device": enc.device_,
             "seconds": round(time.perf_counter() - t0, 3), "resumed": False}
 

@@ -158,6 +158,8 @@ class EmbeddingSettings:
     model_path: str | None = None  # a local transformers folder; None = all-MiniLM-L6-v2 (packaged)
     max_length: int = 128  # tokens per text (per field)
     batch_size: int = 64
+    # auto: float16 on GPU, bfloat16 on a CPU that multiplies it in hardware (AMX, AVX512-BF16), else float32
+    precision: str = "auto"
     fields: list[str] = field(default_factory=list)  # docs columns encoded apart and joined; [] = title + text
 
 
@@ -268,6 +270,7 @@ CHOICES = {
     "label.join_on": ("url", "url_id", "domain"),
     "label.balance": ("none", "cap", "oversample", "weights", "ratio"),
     "train.xgboost.distributed": ("auto", "always", "never"),
+    "features.embeddings.precision": ("auto", "float32", "bfloat16"),
 }
 MODEL_NAMES = ("xgboost", "linear", "xgboost_emb", "linear_emb", "transformer", "charcnn", "ensemble")
 

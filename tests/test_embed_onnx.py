@@ -32,18 +32,18 @@ def cache(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def torch_vectors(texts) -> np.ndarray:
-    return TextEncoder(max_length=64, batch_size=8, backend="torch").encode(texts)
+    return TextEncoder(max_length=64, batch_size=8, backend="torch", precision="float32").encode(texts)
 
 
 def test_onnx_gives_the_torch_vectors(texts, cache, torch_vectors):
-    enc = TextEncoder(max_length=64, batch_size=8, cache_dir=cache)
+    enc = TextEncoder(max_length=64, batch_size=8, cache_dir=cache, precision="float32")
     got = enc.encode(texts)
-    assert enc.backend_ == "onnx"  # the CPU default when onnxruntime is installed
+    assert enc.backend_ == "onnx"  # the CPU default for float32 when onnxruntime is installed
     assert got.shape == torch_vectors.shape == (len(texts), 384) and got.dtype == np.float32
     assert np.abs(got - torch_vectors).max() < 1e-5
     assert np.sum(got * torch_vectors, axis=1).min() > 0.99999
     assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
-    other_batches = TextEncoder(max_length=64, batch_size=5, cache_dir=cache).encode(texts[::-1])[::-1]
+    other_batches = TextEncoder(max_length=64, batch_size=5, cache_dir=cache, precision="float32").encode(texts[::-1])[::-1]
     assert np.abs(other_batches - got).max() < 1e-5
     assert enc.encode([]).shape == (0, 384)
 
@@ -67,14 +67,14 @@ def test_a_changed_cache_file_is_exported_again(texts, tmp_path, torch_vectors):
         byte = f.read(1)
         f.seek(-1, os.SEEK_CUR)
         f.write(bytes([byte[0] ^ 0xFF]))
-    got = TextEncoder(max_length=64, batch_size=8, cache_dir=str(tmp_path)).encode(texts)
+    got = TextEncoder(max_length=64, batch_size=8, cache_dir=str(tmp_path), precision="float32").encode(texts)
     assert np.abs(got - torch_vectors).max() < 1e-5
 
 
 def test_backend_errors():
     with pytest.raises(UsageError, match="embedding backend 'tensorrt': choose one of auto, onnx, torch"):
         TextEncoder(backend="tensorrt")
-    with pytest.raises(UsageError, match="embedding backend onnx: it runs on CPU only, without quantize"):
+    with pytest.raises(UsageError, match="embedding backend onnx: it runs float32 on CPU only, without quantize"):
         TextEncoder(backend="onnx", quantize=True).encode(["x"])
     assert TextEncoder(quantize=True).settings()["quantized"] == QUANTIZED
     assert TextEncoder().settings()["quantized"] is False

@@ -13,7 +13,7 @@ from test_features_train import webkb_docs, write_docs
 
 from pagecat.config import config_from_dict
 from pagecat.errors import UsageError
-from pagecat.features.embed import TextEncoder, default_model_path
+from pagecat.features.embed import TextEncoder, cpu_has_native_bf16, default_model_path
 from pagecat.features.embeddings import EMB_DIR, from_table, read_emb_part, to_table
 from pagecat.features.stage import FeaturesStage
 from pagecat.features.tfidf import TFIDF_DIR, doc_text
@@ -21,7 +21,7 @@ from pagecat.runs import Manifest, RunDir
 from pagecat.schemas import DOCS, table
 from pagecat.stage import execute
 
-EMB = {"max_length": 32, "batch_size": 16}
+EMB = {"max_length": 32, "batch_size": 16, "precision": "float32"}  # the encoder fixture's vectors
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def docs() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def encoder() -> TextEncoder:
-    return TextEncoder(max_length=32, batch_size=16)
+    return TextEncoder(max_length=32, batch_size=16, precision="float32")  # exactly sentence-transformers' vectors
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +58,29 @@ def test_encoder_matches_sentence_transformers(docs, encoder):
     again = encoder.encode(texts[::-1])[::-1]  # batches differ, vectors do not
     assert np.abs(again - ours).max() < 1e-4
     assert encoder.encode([]).shape == (0, 384)
+
+
+def test_bfloat16_vectors_are_the_float32_ones_to_rounding(docs, encoder):
+    texts = [doc_text(d["title"], d["text"]) for d in docs[:24]] + ["", "short"]
+    reference = encoder.encode(texts)
+    bf16 = TextEncoder(max_length=32, batch_size=16, precision="bfloat16")
+    got = bf16.encode(texts)
+    assert bf16.backend_ == "torch" and bf16.precision_ == "bfloat16"
+    assert got.dtype == np.float32 and np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    cosine = np.sum(got * reference, axis=1)
+    assert cosine.min() > 0.999 and np.abs(got - reference).max() > 0  # rounded, not the float32 path again
+    auto = TextEncoder(max_length=32, batch_size=16)
+    auto.encode(["x"])
+    assert auto.precision_ == ("bfloat16" if cpu_has_native_bf16() else "float32")
+
+
+def test_precision_errors():
+    with pytest.raises(UsageError, match="embedding precision 'int4': choose one of auto, float32, bfloat16"):
+        TextEncoder(precision="int4")
+    with pytest.raises(UsageError, match="bfloat16 and quantize"):
+        TextEncoder(precision="bfloat16", quantize=True)
+    with pytest.raises(UsageError, match="features.embeddings.precision: 'fp8' is not one of auto, float32, bfloat16"):
+        config_from_dict({"features": {"embeddings": {"precision": "fp8"}}})
 
 
 def test_embedding_rows_round_trip_through_arrow():
