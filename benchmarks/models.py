@@ -172,10 +172,13 @@ def rows(X, idx: np.ndarray):
 
 
 def cached_embeddings(texts: list[str], work: Path, dataset: str) -> np.ndarray:
-    """MiniLM embeddings of ``texts``, computed once and kept in ``work`` (keyed by the texts and
-    the encoder's settings), so every fold and model, and a later run, reads the same file."""
+    """MiniLM embeddings of ``texts``, computed once and kept in ``work`` (keyed by the texts, the
+    encoder's settings and the precision it runs at here), so every fold and model, and a later
+    run, reads the same file."""
     encoder = TextEncoder(max_length=128, batch_size=64)
-    key = hashlib.sha256("\x00".join([repr(sorted(encoder.settings().items())), *texts]).encode()).hexdigest()[:16]
+    encoder.encode([""])  # loads the model: its precision on this machine is part of the key
+    settings = [*sorted(encoder.settings().items()), ("precision", encoder.precision_)]
+    key = hashlib.sha256("\x00".join([repr(settings), *texts]).encode()).hexdigest()[:16]
     path = work / f"embeddings-{dataset}-{key}.npy"
     if path.exists():
         print(f"  [{dataset}] embeddings of {len(texts)} docs read from {path}", flush=True)
