@@ -176,8 +176,7 @@ def cached_embeddings(texts: list[str], work: Path, dataset: str) -> np.ndarray:
     encoder's settings and the precision it runs at here), so every fold and model, and a later
     run, reads the same file."""
     encoder = TextEncoder(max_length=128, batch_size=64)
-    encoder.encode([""])  # loads the model: its precision on this machine is part of the key
-    settings = [*sorted(encoder.settings().items()), ("precision", encoder.precision_)]
+    settings = [*sorted(encoder.settings().items()), ("precision", encoder.effective_precision())]
     key = hashlib.sha256("\x00".join([repr(settings), *texts]).encode()).hexdigest()[:16]
     path = work / f"embeddings-{dataset}-{key}.npy"
     if path.exists():

@@ -159,12 +159,8 @@ class TextEncoder:
         from .onnx_encoder import OnnxEncoderSession, exported_model, onnx_runtime_available
 
         path = resolve_model_path(self.model_path)
-        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        precision = self.precision
-        if precision == "auto":
-            on_gpu = device.startswith("cuda")
-            precision = ("float16" if on_gpu else "bfloat16" if not self.quantize and self.backend != "onnx"
-                         and cpu_has_native_bf16() else "float32")
+        device = self._device()
+        precision = self.effective_precision()
         installed = onnx_runtime_available()
         onnx_fits = installed and device == "cpu" and not self.quantize and precision == "float32"
         backend = self.backend
@@ -187,6 +183,21 @@ class TextEncoder:
                 model = quantize_int8(model)
             self._model = model
         self.device_, self.path_, self.backend_, self.precision_ = device, path, backend, precision
+
+    def _device(self) -> str:
+        import torch
+
+        return self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+    def effective_precision(self) -> str:
+        """The precision the model runs at here ("float16", "bfloat16" or "float32"): ``precision``
+        with "auto" resolved for this device and CPU, without loading the model."""
+        if self.precision != "auto":
+            return self.precision
+        if self._device().startswith("cuda"):
+            return "float16"
+        native = not self.quantize and self.backend != "onnx" and cpu_has_native_bf16()
+        return "bfloat16" if native else "float32"
 
     @property
     def dim(self) -> int:

@@ -149,6 +149,33 @@ def canonicalize(url: str) -> str:
     return urlunsplit((scheme, netloc, path, "&".join(pairs), ""))
 
 
+# URLs that ``canonicalize`` returns unchanged (RE2 syntax, for Arrow's vectorised match): a
+# lower-case http(s) scheme and host, no user, port, query or fragment, and a path of characters
+# kept as they are (no escapes) without "." or ".." segments. Most crawled URLs are such.
+_PATH_CHARS = r"A-Za-z0-9\-_~!$&'()*+,;=:@"  # but "." and "%"
+_SEGMENT = rf"(?:[{_PATH_CHARS}][.{_PATH_CHARS}]*|\.[{_PATH_CHARS}][.{_PATH_CHARS}]*|\.\.[.{_PATH_CHARS}]+)?"
+CANONICAL_URL = rf"^https?://[a-z0-9_-]+(?:\.[a-z0-9_-]+)*(?:/{_SEGMENT})+$"
+
+
+def canonicalize_array(urls):
+    """``canonicalize`` over a pyarrow string array: a string array of the canonical URLs, null
+    where a URL is missing or malformed. The URLs ``CANONICAL_URL`` matches (one vectorised test)
+    are kept as they are; only the others go through ``canonicalize``."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    urls = urls.cast(pa.string())
+    canonical = np.asarray(pc.fill_null(pc.match_substring_regex(urls, CANONICAL_URL), False), bool)
+    canon = urls.to_pylist()
+    for i in np.flatnonzero(~canonical).tolist():
+        try:
+            canon[i] = canonicalize(canon[i]) if canon[i] else None
+        except MalformedURL:
+            canon[i] = None
+    return pa.array(canon, pa.string())
+
+
 def is_http(url: str) -> bool:
     return url.split(":", 1)[0].lower() in HTTP_SCHEMES
 

@@ -330,8 +330,8 @@ def test_big_buckets_become_stars_and_clusters_keep_by_rule():
 def test_url_keys_fast_path_agrees_with_canonicalize():
     """URLs matched by CANONICAL_URL skip canonicalize: for every one of them it must be the
     identity, and url_keys must equal hashing canonicalize's output for every URL."""
-    from pagecat.etl.dedup.stage import CANONICAL_URL, url_keys
-    from pagecat.urls import MalformedURL, canonicalize
+    from pagecat.etl.dedup.stage import url_keys
+    from pagecat.urls import CANONICAL_URL, MalformedURL, canonicalize
 
     rng = random.Random(4)
     pieces = ["http", "HTTP", "https", "ftp", "://", "www", "a", "B", ".", "..", "/", "/", "/", "%41", "%7e", "%",

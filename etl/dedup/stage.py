@@ -80,27 +80,11 @@ SIG_COLUMNS = ["uid", "page_id", "length", "labelled", "text_key", "url_key", "s
 EXACT_PAIRS_PER_TASK = 50_000  # borderline pairs one exact-check task decides
 
 
-# URLs that ``canonicalize`` returns unchanged, so only the others go through its Python (RE2
-# syntax): a lower-case http(s) scheme and host, no user, port, query or fragment, and a path of
-# characters kept as they are (no escapes) without "." or ".." segments. Most crawled URLs are such.
-_PATH_CHARS = r"A-Za-z0-9\-_~!$&'()*+,;=:@"  # but "." and "%"
-_SEGMENT = rf"(?:[{_PATH_CHARS}][.{_PATH_CHARS}]*|\.[{_PATH_CHARS}][.{_PATH_CHARS}]*|\.\.[.{_PATH_CHARS}]+)?"
-CANONICAL_URL = rf"^https?://[a-z0-9_-]+(?:\.[a-z0-9_-]+)*(?:/{_SEGMENT})+$"
-
-
 def url_keys(urls: pa.Array) -> np.ndarray:
     """Canonical-URL hashes, (n,) uint64; 0 where the URL is missing or not HTTP(S)-parsable."""
-    from pagecat.urls import MalformedURL, canonicalize
+    from pagecat.urls import canonicalize_array
 
-    urls = urls.cast(pa.string())
-    canonical = np.asarray(pc.fill_null(pc.match_substring_regex(urls, CANONICAL_URL), False), bool)
-    canon = urls.to_pylist()
-    for i in np.flatnonzero(~canonical).tolist():
-        try:
-            canon[i] = canonicalize(canon[i]) if canon[i] else None
-        except MalformedURL:
-            canon[i] = None
-    arr = pa.array(canon, pa.string())
+    arr = canonicalize_array(urls)
     keys = hash_strings(arr.fill_null(""))
     keys[keys == 0] = 1  # 0 means "no key"
     keys[np.asarray(arr.is_null(), bool)] = 0
@@ -185,9 +169,12 @@ def write_sig_table(run: RunDir, path: str, table: pa.Table) -> None:
 
 
 def read_sig_table(run: RunDir, path: str, columns: list[str]) -> pa.Table:
-    """The ``columns`` of a part's signature table."""
+    """The ``columns`` of a part's signature table (only their buffers are read)."""
     with run.fs.open(path, "rb") as fh:
-        return pa.ipc.open_file(fh).read_all().select(columns)
+        names = pa.ipc.open_file(fh).schema.names
+        fields = [names.index(c) for c in columns]
+        table = pa.ipc.open_file(fh, options=pa.ipc.IpcReadOptions(included_fields=fields)).read_all()
+    return table.select(columns)
 
 
 @roomy_heap

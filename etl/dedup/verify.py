@@ -74,9 +74,8 @@ def exact_jaccard(values: np.ndarray, offsets: np.ndarray, pairs: np.ndarray, co
     built (the same counts, without the tagged copies).
     """
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
-    out = np.zeros(len(pairs), np.float32)
     if len(pairs) == 0:
-        return out
+        return np.zeros(0, np.float32)
     docs, local = np.unique(pairs.ravel(), return_inverse=True)
     local = local.reshape(-1, 2)
     sizes = offsets[docs + 1] - offsets[docs]
@@ -92,11 +91,21 @@ def exact_jaccard(values: np.ndarray, offsets: np.ndarray, pairs: np.ndarray, co
         inter = np.empty(len(pairs), np.int64)
         _minhash.intersections(np.ascontiguousarray(uniq, np.uint32), starts.astype(np.int64),
                                np.ascontiguousarray(local, np.int64), inter)
-        union = size_a + size_b - inter
-        return np.where(union > 0, inter / np.maximum(union, 1), 0.0).astype(np.float32)
+    else:
+        inter = _intersections(uniq, starts, local, size_a, size_b)
+    union = size_a + size_b - inter
+    return np.where(union > 0, inter / np.maximum(union, 1), 0.0).astype(np.float32)
+
+
+def _intersections(uniq: np.ndarray, starts: np.ndarray, local: np.ndarray, size_a: np.ndarray,
+                   size_b: np.ndarray) -> np.ndarray:
+    """The numpy path of ``exact_jaccard``: each pair's intersection size, (k,) int64, from the
+    documents' sorted distinct values ``uniq`` (runs from ``starts``), in chunks of pairs that
+    bound the memory (``PAIRS_CHUNK_VALUES``)."""
+    inter = np.zeros(len(local), np.int64)
     work = np.cumsum(size_a + size_b)
     lo = 0
-    while lo < len(pairs):
+    while lo < len(local):
         # at least one pair per chunk, however large
         hi = max(int(np.searchsorted(work, (work[lo - 1] if lo else 0) + PAIRS_CHUNK_VALUES, "right")), lo + 1)
         sa, sb = size_a[lo:hi], size_b[lo:hi]
@@ -109,8 +118,6 @@ def exact_jaccard(values: np.ndarray, offsets: np.ndarray, pairs: np.ndarray, co
         merged = np.concatenate([tagged_a, tagged_b])
         merged.sort(kind="stable")
         both = merged[1:][merged[1:] == merged[:-1]]
-        inter = np.bincount((both >> np.uint64(32)).astype(np.int64), minlength=hi - lo)
-        union = sa + sb - inter
-        out[lo:hi] = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+        inter[lo:hi] = np.bincount((both >> np.uint64(32)).astype(np.int64), minlength=hi - lo)
         lo = hi
-    return out
+    return inter
