@@ -38,8 +38,7 @@ def state_path(cfg: Config, run: RunDir, part_id: str) -> Path:
     if cfg.crawl.state_dir:
         key = hashlib.sha1(run.root.encode()).hexdigest()[:12]
         return Path(cfg.crawl.state_dir) / key / f"{part_id}.sqlite"
-    proto = run.fs.protocol if isinstance(run.fs.protocol, str) else run.fs.protocol[0]
-    if proto in ("file", "local"):
+    if run.is_local:
         return Path(run.path("crawl_state", f"{part_id}.sqlite"))
     key = hashlib.sha1(run.root.encode()).hexdigest()[:12]
     return Path(tempfile.gettempdir()) / "pagecat-crawl-state" / key / f"{part_id}.sqlite"
