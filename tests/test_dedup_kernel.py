@@ -13,8 +13,8 @@ from test_dedup import page_text
 
 from pagecat.data.webkb import load_sample
 from pagecat.etl.dedup import NearDuplicateFinder, band_keys, lsh_params, minhash, verify
-from pagecat.etl.dedup.minhash import MinHasher
-from pagecat.etl.dedup.verify import exact_jaccard, shingle_fingerprints
+from pagecat.etl.dedup.minhash import MinHasher, shingle_fingerprints
+from pagecat.etl.dedup.verify import exact_jaccard
 
 SETTINGS = [(128, 5, 1), (16, 2, 3), (1, 1, 0), (7, 9, 2), (256, 3, 11)]  # num_perm, shingle words, seed
 # every separator rule, both sides of each range's ends, words of other scripts, edge lengths
@@ -64,6 +64,16 @@ def assert_same_signing(texts, settings=SETTINGS) -> None:
             for a, b in zip(fast, slow):
                 assert a.dtype == b.dtype and a.shape == b.shape
                 np.testing.assert_array_equal(a, b)
+            # the other shingle outputs: the same signatures and offsets, the hashes' fingerprints or none
+            for compiled in (True, False):
+                hasher = MinHasher(num_perm, words, seed, compiled=compiled)
+                sig, prints, offsets = hasher.sign(batch, "fingerprints")
+                assert prints.dtype == np.uint32
+                np.testing.assert_array_equal(prints, shingle_fingerprints(fast[1]))
+                sig_only, none, offsets_only = hasher.sign(batch, None)
+                assert len(none) == 0
+                for a, b in ((sig, fast[0]), (offsets, fast[2]), (sig_only, fast[0]), (offsets_only, fast[2])):
+                    np.testing.assert_array_equal(a, b)
             if num_perm > 1:
                 lsh = lsh_params(0.8, num_perm)
                 np.testing.assert_array_equal(band_keys(fast[0], *lsh), band_keys(slow[0], *lsh))
@@ -137,6 +147,10 @@ def test_the_kernel_refuses_arrays_that_do_not_fit():
         kernel.sign(data, offsets, weights, weights[:2], 0, probes, sig, np.empty(3, np.int64))
     with pytest.raises(ValueError, match="probe outside"):
         kernel.sign(data, offsets, weights, weights[:2], 0, probes + 4, sig, out)
+    with pytest.raises(ValueError, match="keep must be"):
+        kernel.sign(data, offsets, weights, weights[:2], 0, probes, sig, out, 3)
+    with pytest.raises(ValueError, match="shingles must be"):
+        MinHasher().sign(["a b"], "all")
     with pytest.raises(ValueError, match="longer than byte_weights"):
         kernel.sign(data, offsets, weights[:1], weights[:2], 0, probes, sig, out)
     with pytest.raises(ValueError, match="not there"):

@@ -178,19 +178,27 @@ static int get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, int w
 }
 
 PyDoc_STRVAR(sign_doc,
-"sign(data, offsets, byte_weights, shingle_weights, seed_mix, probes, signatures, shingle_offsets)\n\n"
+"sign(data, offsets, byte_weights, shingle_weights, seed_mix, probes, signatures, shingle_offsets,\n"
+"     keep=1)\n\n"
 "Signs the texts data[offsets[i]:offsets[i + 1]] (UTF-8; offsets int64): fills signatures\n"
 "(uint32, n_texts x num_perm, num_perm = len(probes) / rounds rows of the probe table) and\n"
-"shingle_offsets (int64, n_texts + 1) and returns the shingle hashes (uint64) as a bytearray.\n"
+"shingle_offsets (int64, n_texts + 1) and returns, as a bytearray, with keep=1 the shingle\n"
+"hashes (uint64), with keep=2 their high halves (uint32 fingerprints), with keep=0 nothing\n"
+"(each text's shingles are dropped once it is signed).\n"
 "byte_weights (uint64) must cover the longest token; shingle_weights (uint64) has one weight\n"
 "per word of a shingle; seed_mix is the seed's word mixed into every shingle hash.");
 
 static PyObject *sign(PyObject *self, PyObject *args) {
     PyObject *objs[7];
     unsigned long long seed_mix;
-    if (!PyArg_ParseTuple(args, "OOOOKOOO", &objs[0], &objs[1], &objs[2], &objs[3], &seed_mix, &objs[4], &objs[5],
-                          &objs[6]))
+    int keep = 1;
+    if (!PyArg_ParseTuple(args, "OOOOKOOO|i", &objs[0], &objs[1], &objs[2], &objs[3], &seed_mix, &objs[4], &objs[5],
+                          &objs[6], &keep))
         return NULL;
+    if (keep < 0 || keep > 2) {
+        PyErr_SetString(PyExc_ValueError, "sign: keep must be 0, 1 or 2");
+        return NULL;
+    }
     static const char *names[] = {"data", "offsets", "byte_weights", "shingle_weights", "probes", "signatures",
                                   "shingle_offsets"};
     static const Py_ssize_t sizes[] = {1, 8, 8, 8, 8, 4, 8};
@@ -221,8 +229,9 @@ static PyObject *sign(PyObject *self, PyObject *args) {
 
     enum failure failed = OK;
     uint64_t *tokens = NULL, *shingles = NULL;
+    uint32_t *prints = NULL; /* keep=2: the fingerprints of every text so far */
     unsigned char *filled = NULL;
-    Py_ssize_t n_shingles = 0, capacity = 0;
+    Py_ssize_t n_shingles = 0, capacity = 0, total = 0; /* shingles in the buffer; of every text so far */
     Py_BEGIN_ALLOW_THREADS
     Py_ssize_t longest = 0;
     for (Py_ssize_t t = 0; t < n_texts && failed == OK; t++) {
@@ -232,9 +241,10 @@ static PyObject *sign(PyObject *self, PyObject *args) {
     if (failed == OK) {
         tokens = malloc(sizeof(uint64_t) * (longest / 2 + 1));
         filled = malloc(num_perm + 1);
-        capacity = (n_texts > 0 ? (offsets[n_texts] - offsets[0]) / 6 : 0) + 64;
-        shingles = malloc(sizeof(uint64_t) * capacity);
-        if (!tokens || !filled || !shingles) failed = NO_MEMORY;
+        capacity = (keep && n_texts > 0 ? (offsets[n_texts] - offsets[0]) / 6 : 0) + 64;
+        shingles = malloc(sizeof(uint64_t) * (keep == 1 ? capacity : longest / 2 + 1));
+        if (keep == 2) prints = malloc(sizeof(uint32_t) * capacity);
+        if (!tokens || !filled || !shingles || (keep == 2 && !prints)) failed = NO_MEMORY;
     }
     if (failed == OK) shingle_offsets[0] = 0;
     for (Py_ssize_t t = 0; t < n_texts && failed == OK; t++) {
@@ -243,27 +253,37 @@ static PyObject *sign(PyObject *self, PyObject *args) {
             failed = TOKEN_TOO_LONG;
             break;
         }
-        if (n_shingles + n_tokens > capacity) { /* at most one shingle per token */
+        if (keep && n_shingles + n_tokens > capacity) { /* at most one shingle per token */
             capacity = 2 * capacity > n_shingles + n_tokens ? 2 * capacity : n_shingles + n_tokens;
-            uint64_t *grown = realloc(shingles, sizeof(uint64_t) * capacity);
+            void *grown = keep == 1 ? realloc(shingles, sizeof(uint64_t) * capacity)
+                                    : realloc(prints, sizeof(uint32_t) * capacity);
             if (!grown) {
                 failed = NO_MEMORY;
                 break;
             }
-            shingles = grown;
+            if (keep == 1) shingles = grown;
+            else prints = grown;
         }
-        Py_ssize_t n = shingle_hashes(tokens, n_tokens, words, shingle_weights, shingles + n_shingles);
-        signature(shingles + n_shingles, n, seed_mix, num_perm, probes, rounds, sigs + t * num_perm, filled);
-        n_shingles += n;
-        shingle_offsets[t + 1] = n_shingles;
+        /* keep=1 keeps every text's hashes in shingles; else it holds one text's (the longest fits) */
+        uint64_t *at = keep == 1 ? shingles + n_shingles : shingles;
+        Py_ssize_t n = shingle_hashes(tokens, n_tokens, words, shingle_weights, at);
+        signature(at, n, seed_mix, num_perm, probes, rounds, sigs + t * num_perm, filled);
+        if (keep == 2)
+            for (Py_ssize_t i = 0; i < n; i++) prints[n_shingles + i] = (uint32_t)(at[i] >> 32);
+        if (keep) n_shingles += n;
+        total += n;
+        shingle_offsets[t + 1] = total;
     }
     Py_END_ALLOW_THREADS
-    if (failed == OK) result = PyByteArray_FromStringAndSize((const char *)shingles, n_shingles * 8);
+    if (failed == OK)
+        result = keep == 2 ? PyByteArray_FromStringAndSize((const char *)prints, n_shingles * 4)
+                           : PyByteArray_FromStringAndSize((const char *)shingles, keep ? n_shingles * 8 : 0);
     else if (failed == NO_MEMORY) PyErr_NoMemory();
     else if (failed == TOKEN_TOO_LONG) PyErr_SetString(PyExc_ValueError, "sign: a token longer than byte_weights");
     else PyErr_SetString(PyExc_ValueError, "sign: offsets outside data or decreasing");
     free(tokens);
     free(shingles);
+    free(prints);
     free(filled);
 done:
     while (got-- > 0) PyBuffer_Release(&views[got]);

@@ -197,6 +197,15 @@ def _probe_table(num_perm: int, seed: int) -> np.ndarray:
     return probes + (probes >= np.arange(num_perm)[:, None])
 
 
+SHINGLE_OUTPUTS = (None, "hashes", "fingerprints")  # MinHasher.sign's choices; the kernel's keep = index
+
+
+def shingle_fingerprints(shingle_hashes: np.ndarray) -> np.ndarray:
+    """32-bit fingerprints of 64-bit shingle hashes (their high half): (m,) uint32. Exact
+    verification compares these (see ``verify``)."""
+    return (shingle_hashes >> np.uint64(32)).astype(np.uint32)
+
+
 class MinHasher:
     """Texts to MinHash signatures, shape (n_texts, num_perm), uint32.
 
@@ -217,12 +226,21 @@ class MinHasher:
         self.seed = seed
         self.compiled = compiled and _minhash is not None
 
-    def sign(self, texts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(signatures (n_texts, num_perm) uint32, shingle hashes (m,) uint64, their offsets
-        (n_texts + 1,) int64) of ``texts`` (str list or Arrow): ``transform`` and ``shingles`` at once."""
+    def sign(self, texts, shingles: str | None = "hashes") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(signatures (n_texts, num_perm) uint32, shingles (m,), their offsets (n_texts + 1,)
+        int64) of ``texts`` (str list or Arrow): ``transform`` and ``shingles`` at once.
+
+        ``shingles``: ``"hashes"``, the shingle hashes (uint64); ``"fingerprints"``, their
+        ``shingle_fingerprints`` (uint32, made as the kernel goes: no 64-bit copy of them all);
+        None, none (an empty array; the offsets still count each text's shingles, and the
+        kernel keeps one text's shingles at a time)."""
+        if shingles not in SHINGLE_OUTPUTS:
+            raise ValueError(f"shingles must be one of {', '.join(map(repr, SHINGLE_OUTPUTS))}, got {shingles!r}")
         if not self.compiled:
             hashes, offsets = self.shingles(texts)
-            return self.signatures_from_shingles(hashes, offsets), hashes, offsets
+            sig = self.signatures_from_shingles(hashes, offsets)
+            out = {"hashes": hashes, "fingerprints": shingle_fingerprints(hashes), None: hashes[:0]}[shingles]
+            return sig, out, offsets
         texts = _as_large_strings(texts)
         n = len(texts)
         text_offsets = np.frombuffer(texts.buffers()[1], np.int64)[texts.offset:texts.offset + n + 1]
@@ -233,9 +251,10 @@ class MinHasher:
         probes = _probe_table(self.num_perm, self.seed) if self.num_perm > 1 else np.zeros((1, 1), np.int64)
         sig = np.empty((n, self.num_perm), np.uint32)
         offsets = np.empty(n + 1, np.int64)
-        hashes = _minhash.sign(texts.buffers()[2] or b"", text_offsets, byte_weights,
-                               _byte_weights(self.shingle_words), self._seed_mix, probes, sig, offsets)
-        return sig, np.frombuffer(hashes, np.uint64), offsets
+        keep = SHINGLE_OUTPUTS.index(shingles)
+        out = _minhash.sign(texts.buffers()[2] or b"", text_offsets, byte_weights,
+                            _byte_weights(self.shingle_words), self._seed_mix, probes, sig, offsets, keep)
+        return sig, np.frombuffer(out, np.uint32 if shingles == "fingerprints" else np.uint64), offsets
 
     @property
     def _seed_mix(self) -> int:
@@ -283,7 +302,7 @@ class MinHasher:
 
     def transform(self, texts) -> np.ndarray:
         """Signatures of ``texts`` (a list of str, or a pyarrow string array): (n, num_perm) uint32."""
-        return self.sign(texts)[0]
+        return self.sign(texts, shingles=None)[0]
 
 
 def is_empty(signatures: np.ndarray) -> np.ndarray:

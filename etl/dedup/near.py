@@ -13,7 +13,7 @@ import numpy as np
 
 from .minhash import MinHasher, band_keys, estimated_jaccard, is_empty, lsh_params
 from .shuffle import NEAR, band_rows, bucket_edges, unique_rows
-from .verify import exact_jaccard, reaches, shingle_fingerprints, triage
+from .verify import exact_jaccard, reaches, triage
 
 
 def verify(signatures: np.ndarray, pairs: np.ndarray, threshold: float,
@@ -59,8 +59,8 @@ class NearDuplicateFinder:
 
     def fit(self, texts) -> NearDuplicateFinder:
         hasher = MinHasher(self.num_perm, self.shingle_words, self.seed)
-        sig, hashes, offsets = hasher.sign(texts)
-        return self.fit_signatures(sig, (shingle_fingerprints(hashes), offsets) if self.exact else None)
+        sig, prints, offsets = hasher.sign(texts, shingles="fingerprints" if self.exact else None)
+        return self.fit_signatures(sig, (prints, offsets) if self.exact else None)
 
     def fit_signatures(self, sig: np.ndarray,
                        fingerprints: tuple[np.ndarray, np.ndarray] | None = None) -> NearDuplicateFinder:

@@ -10,16 +10,18 @@ Three kinds of duplicate, found together as one clustering:
 
 Passes (see ``shuffle`` for the group-by):
 
-1. ``run_part`` (one task per pages part): signatures, keys and shingle fingerprints of the
-   part's pages to ``dedup/_sig/<part>.arrow`` and its band rows to
-   ``dedup/_bands/<part>.parquet``. The fingerprints take 4 bytes per shingle (about one per
-   word: on WebKB about 1.6 times the compressed pages part); like the rest of ``_sig``, they
-   are deleted when the stage finishes.
+1. ``run_part`` (one task per pages part): signatures and keys of the part's pages to
+   ``dedup/_sig/<part>.arrow``, their shingle fingerprints to ``dedup/_sig/<part>.shingles.arrow``
+   and the part's band rows to ``dedup/_bands/<part>.parquet``. The fingerprints take 4 bytes
+   per shingle (about one per word: on WebKB about 1.6 times the compressed pages part) and
+   are kept apart, so that only the few rows the exact check needs are ever read back; like
+   the rest of ``_sig``, they are deleted when the stage finishes.
 2. ``finish``: reducer tasks group the band rows by key (each a slot range of every part) and
    return candidate edges; reader tasks (one per part with such pages) read the rows of the
    few pages with an edge once, and the client estimates every near candidate's Jaccard from
    their signatures; exact-check tasks decide the borderline ones by the exact Jaccard of their
-   fingerprints, which go from the readers to them worker to worker (``_verify``); clusters are
+   shingle fingerprints, which one task per part holding such pages reads (those rows only)
+   and sends them worker to worker (``_verify``); clusters are
    the connected components of the verified edges and each keeps one page by ``dedup.keep``
    (labelled, then longest, then earliest by default). The client only plans the tasks and
    runs the vectorised steps over the edges; every read of a part's files is a worker's.
@@ -39,8 +41,9 @@ reaches ``docs/`` at all.
 
 from __future__ import annotations
 
-import operator
+import os
 import time
+import uuid
 from collections import Counter
 from typing import Any
 
@@ -69,14 +72,14 @@ from .shuffle import (
     unique_rows,
     write_band_rows,
 )
-from .verify import exact_jaccard, reaches, shingle_fingerprints, triage
+from .verify import exact_jaccard, reaches, triage
 
 SIG_DIR = "dedup/_sig"
 BANDS_DIR = "dedup/_bands"
 PAGES_DIR = "dedup/pages"
 DUPLICATES_DIR = "duplicates"
 ROW_BITS = 32  # uid = part index << 32 | row
-SIG_COLUMNS = ["uid", "page_id", "length", "labelled", "text_key", "url_key", "sig"]  # all but the fingerprints
+SIG_COLUMNS = ["uid", "page_id", "length", "labelled", "text_key", "url_key", "sig"]
 EXACT_PAIRS_PER_TASK = 50_000  # borderline pairs one exact-check task decides
 
 
@@ -111,8 +114,9 @@ def labelled_mask(pages: pa.Table, cfg: Config) -> np.ndarray:
     return np.array([to_key(v) in lookup if v else False for v in pages.column(column).to_pylist()], bool)
 
 
-def sign_part(pages: pa.Table, index: int, cfg: Config) -> tuple[pa.Table, pa.Table]:
-    """Pass 1 for one part: (signature table, band rows table)."""
+def sign_part(pages: pa.Table, index: int, cfg: Config) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """Pass 1 for one part: (signature table, band rows table, shingles table: the fingerprints
+    of each page's shingles, a row per page, empty without ``dedup.near``)."""
     s = cfg.dedup
     n = pages.num_rows
     uids = (np.int64(index) << ROW_BITS) | np.arange(n, dtype=np.int64)
@@ -120,15 +124,14 @@ def sign_part(pages: pa.Table, index: int, cfg: Config) -> tuple[pa.Table, pa.Ta
     ukeys = url_keys(pages.column("url").combine_chunks())
     width = s.num_perm if s.near else 1
     sig = np.full((n, width), 0xFFFFFFFF, np.uint32)
-    fingerprints, fp_counts = [], []
     keys = None
+    fingerprints = []  # a list array per batch: written as they are, never concatenated
     if s.near:
         hasher = MinHasher(s.num_perm, s.shingle_words, s.seed)
         texts = pages.column("text")
         for lo in range(0, n, s.batch_rows):
-            sig[lo:lo + s.batch_rows], hashes, offsets = hasher.sign(texts.slice(lo, s.batch_rows))
-            fingerprints.append(shingle_fingerprints(hashes))
-            fp_counts.append(np.diff(offsets))
+            sig[lo:lo + s.batch_rows], prints, offsets = hasher.sign(texts.slice(lo, s.batch_rows), "fingerprints")
+            fingerprints.append(pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(prints, pa.uint32())))
         keys = band_keys(sig, *lsh_params(s.threshold, s.num_perm))
         keys[is_empty(sig)] = 0
     extra = {}
@@ -138,17 +141,13 @@ def sign_part(pages: pa.Table, index: int, cfg: Config) -> tuple[pa.Table, pa.Ta
         extra[URL_BAND] = ukeys
     bands = band_rows(uids, tkeys, keys, extra)
     length = pages.column("word_count").fill_null(0).to_numpy().astype(np.int64)
-    counts = np.concatenate(fp_counts) if fp_counts else np.zeros(n, np.int64)
-    shingles = pa.LargeListArray.from_arrays(
-        pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)),
-        pa.array(np.concatenate(fingerprints) if fingerprints else np.zeros(0, np.uint32), pa.uint32()))
     sig_table = pa.table({
         "uid": uids, "page_id": pages.column("page_id"), "length": length,
         "labelled": labelled_mask(pages, cfg), "text_key": tkeys, "url_key": ukeys,
         "sig": pa.FixedSizeListArray.from_arrays(pa.array(sig.ravel(), pa.uint32()), width),
-        "shingles": shingles,  # fingerprints of the page's shingles: exact verification of borderline pairs
     })
-    return sig_table, bands
+    shingles = pa.table({"shingles": pa.chunked_array(fingerprints)}) if fingerprints else None
+    return sig_table, bands, shingles
 
 
 def sig_path(run: RunDir, part_id: str) -> str:
@@ -156,12 +155,24 @@ def sig_path(run: RunDir, part_id: str) -> str:
     return run.path(SIG_DIR, f"{part_id}.arrow")
 
 
+def shingles_path(run: RunDir, part_id: str) -> str:
+    """Where pass 1 writes a part's shingle fingerprints."""
+    return run.path(SIG_DIR, f"{part_id}.shingles.arrow")
+
+
 def write_sig_table(run: RunDir, path: str, table: pa.Table) -> None:
-    """A part's signature table, written atomically as an uncompressed Arrow IPC file: an
-    intermediate only this stage reads back. Signatures and fingerprints are random numbers
-    (compression saves nothing), and IPC writes the columns as they lie in memory, where Parquet
-    would encode levels for every fingerprint and copy them all again: on a machine whose cores
-    share the memory bus, pass 1's bytes moved are what two workers compete for."""
+    """A part's signature (or shingles) table, written atomically as an uncompressed Arrow IPC file: an
+    intermediate only this stage reads back. Signatures are random numbers (compression saves
+    nothing), and IPC writes the columns as they lie in memory, where Parquet would encode and
+    copy them again: on a machine whose cores share the memory bus, pass 1's bytes moved are
+    what two workers compete for."""
+    if run.is_local:  # straight to the file, no buffer in between
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+        run.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        os.replace(tmp, path)
+        return
     sink = pa.BufferOutputStream()
     with pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
@@ -178,24 +189,29 @@ def read_sig_table(run: RunDir, path: str, columns: list[str]) -> pa.Table:
 
 
 @roomy_heap
-def load_members(path: str, uids: np.ndarray, *, run: RunDir, fingerprints: bool) -> tuple[pa.Table, pa.Table | None]:
-    """The rows of ``uids`` from one part's signature file, read once: (their ``SIG_COLUMNS``,
-    their uid and shingle fingerprints, or None without ``fingerprints``)."""
-    t = read_sig_table(run, path, SIG_COLUMNS + (["shingles"] if fingerprints else []))
-    t = t.filter(pa.array(np.isin(t.column("uid").to_numpy(), uids)))
-    return t.select(SIG_COLUMNS), t.select(["uid", "shingles"]) if fingerprints else None
-
-
-def select_fingerprints(members: tuple[pa.Table, pa.Table], uids: np.ndarray) -> pa.Table:
-    """The (uid, shingles) rows of ``uids`` out of a ``load_members`` result (on the worker that holds it)."""
-    t = members[1]
+def load_members(path: str, uids: np.ndarray, *, run: RunDir) -> pa.Table:
+    """The ``SIG_COLUMNS`` rows of ``uids`` from one part's signature file."""
+    t = read_sig_table(run, path, SIG_COLUMNS)
     return t.filter(pa.array(np.isin(t.column("uid").to_numpy(), uids)))
+
+
+@roomy_heap
+def part_fingerprints(path: str, uids: np.ndarray, *, run: RunDir) -> pa.Table:
+    """(uid, shingles) of the pages ``uids`` (k,) int64 of one part, from its shingles file:
+    only their rows are copied (a local file is memory-mapped, so only their pages are read)."""
+    rows = pa.array(np.asarray(uids, np.int64) & ((1 << ROW_BITS) - 1))
+    if run.is_local:
+        with pa.memory_map(path) as source:
+            shingles = pa.ipc.open_file(source).read_all().column("shingles").take(rows)
+    else:
+        shingles = read_sig_table(run, path, ["shingles"]).column("shingles").take(rows)
+    return pa.table({"uid": np.asarray(uids, np.int64), "shingles": shingles})
 
 
 @roomy_heap
 def exact_pairs(pairs: np.ndarray, *fingerprints: pa.Table) -> np.ndarray:
     """One exact-check task: the exact Jaccard (k,) float32 of uid pairs (k, 2) from the
-    fingerprint tables (``select_fingerprints``) that hold their pages."""
+    fingerprint tables (``part_fingerprints``) that hold their pages."""
     t = pa.concat_tables(fingerprints)
     uid = t.column("uid").to_numpy()
     order = np.argsort(uid)
@@ -268,8 +284,10 @@ class DedupStage(Stage):
                                                               "domain", "seed_id"}))
         if pages.num_rows >= 2**ROW_BITS:
             raise ValueError(f"{pages.num_rows} rows in one part: more than dedup's 32-bit row index")
-        sig, bands = sign_part(pages, part.args["index"], cfg)
+        sig, bands, shingles = sign_part(pages, part.args["index"], cfg)
         write_sig_table(run, sig_path(run, part.id), sig)
+        if shingles is not None:
+            write_sig_table(run, shingles_path(run, part.id), shingles)
         write_band_rows(run, run.path(BANDS_DIR, f"{part.id}.parquet"), bands)
         n = pages.num_rows
         return {"in": n, "out": n, "rejected": 0, "dropped": 0, "band_rows": bands.num_rows}
@@ -279,7 +297,8 @@ class DedupStage(Stage):
         t0 = time.perf_counter()
         parts = self.plan(cfg, run)
         band_paths = [run.path(BANDS_DIR, f"{p.id}.parquet") for p in parts]
-        gone = [p for p in band_paths + [sig_path(run, q.id) for q in parts] if not run.fs.exists(p)]
+        sig_paths = [sig_path(run, q.id) for q in parts] + ([shingles_path(run, q.id) for q in parts] if s.near else [])
+        gone = [p for p in band_paths + sig_paths if not run.fs.exists(p)]
         if gone:  # finished once already and cleaned up, but the manifest was not saved
             raise StageError(self.name, f"{gone[0]} is missing; run `pagecat dedup --force`")
         total_rows = sum(int(manifest.parts.get(p.id, {}).get("band_rows", 0)) for p in parts)
@@ -334,11 +353,11 @@ class DedupStage(Stage):
         accepted and checked masks over the near edges).
 
         The reading and the exact checks run in worker tasks: one task per part reads its pages'
-        rows once (what the keep rule needs, signatures, shingle fingerprints) and sends the
-        client all but the fingerprints; the client estimates each near edge's Jaccard from the
-        signatures (one vectorised comparison) and sends the pairs too close to call to
-        exact-check tasks, each a share of them ordered by the parts of their pages, which take
-        those pages' fingerprints from the readers, worker to worker.
+        rows (what the keep rule needs, signatures) for the client, which estimates each near
+        edge's Jaccard from the signatures (one vectorised comparison) and sends the pairs too
+        close to call to exact-check tasks, each a share of them ordered by the parts of their
+        pages; those take the pages' fingerprints worker to worker from one task per part
+        holding such pages, which reads just their rows of its shingles file.
         """
         s = cfg.dedup
         uids = np.unique(edges[:, :2])
@@ -348,13 +367,9 @@ class DedupStage(Stage):
             return None, accepted, checked
         index = {p.args["index"]: p for p in parts}
         part_of = uids >> ROW_BITS
-        readers = {}
-        for idx in np.unique(part_of).tolist():
-            path = sig_path(run, index[idx].id)
-            readers[idx] = client.submit(load_members, path, uids[part_of == idx], run=run, fingerprints=s.near,
-                                         pure=False)
-        members = _concat(client.gather([client.submit(operator.getitem, f, 0, pure=False)
-                                         for f in readers.values()]))
+        members = _concat(client.gather([
+            client.submit(load_members, sig_path(run, index[i].id), uids[part_of == i], run=run, pure=False)
+            for i in np.unique(part_of).tolist()]))
         if len(pairs) == 0:
             return members, accepted, checked
         uid = members.column("uid").to_numpy()
@@ -366,8 +381,8 @@ class DedupStage(Stage):
             todo = pairs[checked]
             docs = np.unique(todo)
             doc_part = docs >> ROW_BITS
-            chosen = {i: client.submit(select_fingerprints, readers[i], docs[doc_part == i], pure=False)
-                      for i in np.unique(doc_part).tolist()}
+            chosen = {i: client.submit(part_fingerprints, shingles_path(run, index[i].id), docs[doc_part == i],
+                                       run=run, pure=False) for i in np.unique(doc_part).tolist()}
             pair_parts = todo >> ROW_BITS
             by_parts = np.lexsort((pair_parts[:, 1], pair_parts[:, 0]))
             tasks = min(max(n_workers, -(-len(todo) // EXACT_PAIRS_PER_TASK)), len(todo))

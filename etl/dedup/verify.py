@@ -27,11 +27,6 @@ PAIRS_CHUNK_VALUES = 1 << 22  # fingerprints sorted at once by exact_jaccard: bo
 _LOW32 = np.uint64(0xFFFFFFFF)
 
 
-def shingle_fingerprints(shingle_hashes: np.ndarray) -> np.ndarray:
-    """32-bit fingerprints of 64-bit shingle hashes (their high half): (m,) uint32."""
-    return (shingle_hashes >> np.uint64(32)).astype(np.uint32)
-
-
 def verify_margin(threshold: float, num_perm: int) -> float:
     """Half-width of the band of estimates around ``threshold`` that are checked exactly:
     ``VERIFY_SIGMAS`` standard deviations of the estimate at the threshold, and at least one
