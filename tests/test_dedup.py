@@ -200,6 +200,16 @@ def test_interrupted_dedup_resumes_without_duplicates(tmp_path, client, planted)
     assert len(run.read_dataset("duplicates", schema=DUPLICATES)) == m.counts["dropped"] == 6
 
 
+def test_an_empty_pages_part_passes_through(tmp_path, client, planted):
+    run = RunDir(str(tmp_path / "run"))
+    write_pages(run, {**planted, "bucket=2/part-0.parquet": []})
+    m = execute(DedupStage(), config_from_dict({}), run, client, progress=False)
+    assert m.counts["in"] == sum(len(v) for v in planted.values()) == m.counts["out"] + m.counts["dropped"]
+    assert m.extra["final_parts"]["bucket=2__part-0"] == {"in": 0, "out": 0, "rejected": 0, "dropped": 0,
+                                                         "exact": 0, "url": 0, "near": 0}
+    assert m.extra["exact_checked_pairs"] >= 0 and not run.exists("dedup", "_sig")
+
+
 def test_bad_dedup_config_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="dedup.keep: unknown criterion 'newest'"):
         DedupStage().check(config_from_dict({"dedup": {"keep": ["newest"]}}), RunDir(str(tmp_path)))

@@ -146,7 +146,7 @@ def sign_part(pages: pa.Table, index: int, cfg: Config) -> tuple[pa.Table, pa.Ta
         "labelled": labelled_mask(pages, cfg), "text_key": tkeys, "url_key": ukeys,
         "sig": pa.FixedSizeListArray.from_arrays(pa.array(sig.ravel(), pa.uint32()), width),
     })
-    shingles = pa.table({"shingles": pa.chunked_array(fingerprints)}) if fingerprints else None
+    shingles = pa.table({"shingles": pa.chunked_array(fingerprints, pa.large_list(pa.uint32()))}) if s.near else None
     return sig_table, bands, shingles
 
 
@@ -161,11 +161,11 @@ def shingles_path(run: RunDir, part_id: str) -> str:
 
 
 def write_sig_table(run: RunDir, path: str, table: pa.Table) -> None:
-    """A part's signature (or shingles) table, written atomically as an uncompressed Arrow IPC file: an
-    intermediate only this stage reads back. Signatures are random numbers (compression saves
-    nothing), and IPC writes the columns as they lie in memory, where Parquet would encode and
-    copy them again: on a machine whose cores share the memory bus, pass 1's bytes moved are
-    what two workers compete for."""
+    """A part's signature (or shingles) table, written atomically as an uncompressed Arrow IPC
+    file: an intermediate only this stage reads back. Signatures and fingerprints are random
+    numbers (compression saves nothing), and IPC writes the columns as they lie in memory, where
+    Parquet would encode and copy them again: on a machine whose cores share the memory bus,
+    pass 1's bytes moved are what two workers compete for."""
     if run.is_local:  # straight to the file, no buffer in between
         tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
         run.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
