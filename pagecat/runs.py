@@ -118,9 +118,10 @@ class RunDir:
         through a Python file object (each of whose reads takes the GIL and copies the bytes
         once more): tasks reading parts side by side keep their speed."""
         if self.is_local:
-            return pq.ParquetFile(path).read(columns=columns, use_threads=False)
-        with self.fs.open(path, "rb") as fh:
-            return pq.ParquetFile(fh).read(columns=columns, use_threads=False)
+            with pq.ParquetFile(path) as pf:
+                return pf.read(columns=columns, use_threads=False)
+        with self.fs.open(path, "rb") as fh, pq.ParquetFile(fh) as pf:
+            return pf.read(columns=columns, use_threads=False)
 
     def read_dataset(self, *folder: str, columns: list[str] | None = None,
                      schema: pa.Schema | None = None) -> pa.Table:

@@ -8,6 +8,7 @@ import hashlib
 import random
 import subprocess
 import sys
+import uuid
 
 import numpy as np
 import pyarrow as pa
@@ -30,7 +31,7 @@ from pagecat.etl.dedup.shuffle import (
     unique_rows,
     write_band_rows,
 )
-from pagecat.etl.dedup.stage import DedupStage
+from pagecat.etl.dedup.stage import DedupStage, part_fingerprints, shingles_path, sign_part, write_sig_table
 from pagecat.runs import Manifest, RunDir
 from pagecat.schemas import DUPLICATES, PAGES, table
 from pagecat.stage import execute
@@ -208,6 +209,23 @@ def test_an_empty_pages_part_passes_through(tmp_path, client, planted):
     assert m.extra["final_parts"]["bucket=2__part-0"] == {"in": 0, "out": 0, "rejected": 0, "dropped": 0,
                                                          "exact": 0, "url": 0, "near": 0}
     assert m.extra["exact_checked_pairs"] >= 0 and not run.exists("dedup", "_sig")
+
+
+@pytest.mark.parametrize("where", ["local", "memory"])
+def test_verify_reads_back_the_fingerprints_of_the_pages_it_asks_for(tmp_path, planted, where):
+    """Pass 1's shingles file, on a local disk (memory-mapped) and on another fsspec filesystem:
+    the rows asked for, in the order asked, equal to the fingerprints of those pages' text."""
+    run = RunDir(str(tmp_path / "run") if where == "local" else f"memory://pagecat-{uuid.uuid4().hex}")
+    rows = planted["bucket=0/part-0.parquet"]
+    cfg = config_from_dict({"dedup": {"batch_rows": 7}})  # several batches: a chunked column
+    _, _, shingles = sign_part(table(rows, PAGES), 3, cfg)
+    write_sig_table(run, shingles_path(run, "p"), shingles)
+    pick = [11, 0, 5]
+    got = part_fingerprints(shingles_path(run, "p"), np.array([(3 << 32) | r for r in pick]), run=run)
+    assert got.column("uid").to_pylist() == [(3 << 32) | r for r in pick]
+    _, want, offsets = MinHasher().sign([rows[r]["text"] for r in pick], "fingerprints")
+    assert [np.asarray(v, np.uint32).tolist() for v in got.column("shingles").to_pylist()] == \
+        [want[offsets[i]:offsets[i + 1]].tolist() for i in range(len(pick))]
 
 
 def test_bad_dedup_config_is_a_usage_error(tmp_path):
