@@ -50,8 +50,22 @@ def parse_args(name: str, description: str, extra=None) -> argparse.Namespace:
 
 def peak_rss_mb(children: bool = False) -> float:
     """Peak resident memory of this process (or of its finished children), in MB."""
-    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
-    return resource.getrusage(who).ru_maxrss / 1024
+    if not children:
+        return own_peak_rss_mb()
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def own_peak_rss_mb() -> float:
+    """This process's own peak RSS (VmHWM), in MB; what a Dask worker's is (``client.run``).
+
+    Not ru_maxrss: a process started by fork + exec (a subprocess, a Dask worker) inherits its
+    parent's high-water mark there, so a worker started by a benchmark holding a corpus would
+    report the benchmark's peak. ru_maxrss only where /proc is not there."""
+    try:
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class Timer:

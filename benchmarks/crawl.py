@@ -34,7 +34,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script (python benchmarks/crawl.py): the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import Result, Timer, parse_args, report
+from benchmarks.common import Result, Timer, own_peak_rss_mb, parse_args, report
 
 SETTINGS = {"max_depth": 1, "max_pages_per_site": 5, "concurrency": 64, "per_host_concurrency": 16,
             "delay": 0.0, "retries": 1, "timeout_total": 15.0, "obey_robots": True,
@@ -74,14 +74,6 @@ def _config(tmp: Path, seeds: Path, proxy: str, name: str, **extra) -> dict:
     return {"run": {"dir": str(tmp / name)}, "crawl": {**SETTINGS, "seeds": str(seeds), "proxy": proxy, **extra}}
 
 
-def _peak_rss_mb() -> float:
-    """This process's own peak RSS (VmHWM). Not ru_maxrss: a child started by fork/vfork + exec
-    (a subprocess, a Dask worker) inherits its parent's high-water mark in ru_maxrss, so a crawler
-    started from this script late in the run would report this script's peak instead of its own."""
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
-
-
 def run_pagecat_dask(tmp: Path, seeds: Path, proxy: str, workers: int) -> tuple[float, int, float, float]:
     """(seconds, pages, summed worker peak RSS MB, summed idle worker RSS MB before the crawl) of
     the crawl stage on ``workers`` workers."""
@@ -95,10 +87,10 @@ def run_pagecat_dask(tmp: Path, seeds: Path, proxy: str, workers: int) -> tuple[
     cfg = config_from_dict(_config(tmp, seeds, proxy, f"dask{workers}"))
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as lc, \
             Client(lc) as client:
-        idle = client.run(_peak_rss_mb)  # a bare Dask worker, before any crawl module is imported
+        idle = client.run(own_peak_rss_mb)  # a bare Dask worker, before any crawl module is imported
         with Timer() as t:
             m = execute(CrawlStage(), cfg, RunDir(cfg.run.dir), client, progress=False)
-        peaks = client.run(_peak_rss_mb)
+        peaks = client.run(own_peak_rss_mb)
     return t.seconds, m.counts["out"], sum(peaks.values()), sum(idle.values())
 
 

@@ -64,7 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pyarrow as pa  # noqa: E402
 
-from benchmarks.common import Result, Timer, parse_args, report  # noqa: E402
+from benchmarks.common import Result, Timer, own_peak_rss_mb, parse_args, report  # noqa: E402
 
 if TYPE_CHECKING:
     from pagecat.runs import Manifest
@@ -271,10 +271,6 @@ def write_pages(run, texts: list[str], parts: int) -> None:
     Manifest(stage="parse", status="complete", config_hash="bench", finished_at="now").save(run)
 
 
-def _worker_peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _worker_usage() -> tuple[float, float, int]:
     """(user CPU s, system CPU s, minor page faults) of this worker process so far."""
     r = resource.getrusage(resource.RUSAGE_SELF)
@@ -332,7 +328,7 @@ def run_stage(texts: list[str], workers: int, parts: int, warm: bool = True) -> 
             with Timer() as t:
                 m = execute(DedupStage(), cfg, run, client, progress=False)
             after, busy, own = client.run(_worker_usage), _machine_busy_seconds() - busy, time.process_time() - own
-            peak = max(client.run(_worker_peak_mb).values())
+            peak = max(client.run(own_peak_rss_mb).values())
     used = [sum(after[w][i] - before[w][i] for w in after) for i in range(3)]
     usage = {"worker_user_seconds": used[0], "worker_sys_seconds": used[1], "worker_page_faults": used[2],
              "other_programs_cpu_seconds": max(busy - used[0] - used[1] - own, 0.0)}

@@ -29,7 +29,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script (python benchmarks/<name>.py): the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import Result, Timer, parse_args, report
+from benchmarks.common import Result, Timer, own_peak_rss_mb, parse_args, report
 
 
 def source_pages(data: Path, limit: int = 20_000, source: str = "all") -> list[tuple[str, bytes]]:
@@ -105,14 +105,7 @@ def run_stage(inputs: Path, run_dir: Path, workers: int) -> tuple[float, dict, l
                       memory_limit="4GB") as cluster, Client(cluster) as client:
         with Timer() as t:
             manifest = execute(ParseStage(), cfg, RunDir(str(run_dir)), client, force=True, progress=False)
-
-        def peak_mb() -> float:
-            """The worker's own peak RSS (VmHWM). Not ru_maxrss: a process started by fork + exec
-            inherits its parent's high-water mark there, so it can report the nanny's peak instead."""
-            with open("/proc/self/status") as f:
-                return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
-
-        peaks = list(client.run(peak_mb).values())
+        peaks = list(client.run(own_peak_rss_mb).values())
     return t.seconds, manifest.counts, peaks
 
 
