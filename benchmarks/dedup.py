@@ -301,16 +301,16 @@ def _import_stage() -> None:
 def run_stage(texts: list[str], workers: int, parts: int, warm: bool = True) -> tuple[float, float, Manifest,
                                                                                        dict[str, float]]:
     """(seconds, peak MB of the busiest worker, manifest, CPU use) of the dedup stage on a fresh
-    LocalCluster. CPU use: the workers' user and system seconds and minor page faults (summed),
-    and the CPU seconds other programs took from the machine meanwhile (its busy time less this
-    process's and the workers'), which a shared machine's other work adds to the wall clock.
+    LocalCluster, started by ``pagecat.cluster.connect``. CPU use: the workers' user and system
+    seconds and minor page faults (summed), and the CPU seconds other programs took from the
+    machine meanwhile (its busy time less this process's and the workers'), which a shared
+    machine's other work adds to the wall clock.
 
     ``warm``: the workers import the stage's modules and build an Arrow array before the clock
     starts, as they have after any earlier stage of ``pagecat run`` (one cluster serves every
     stage); cold, each worker's first task pays the imports (about half a second, pyarrow's
     lazy import of pandas included)."""
-    from distributed import Client, LocalCluster
-
+    from pagecat.cluster import connect
     from pagecat.config import config_from_dict
     from pagecat.etl.dedup.stage import DedupStage
     from pagecat.runs import RunDir
@@ -319,9 +319,12 @@ def run_stage(texts: list[str], workers: int, parts: int, warm: bool = True) -> 
     with tempfile.TemporaryDirectory() as tmp:
         run = RunDir(tmp)
         write_pages(run, texts, parts)
-        cfg = config_from_dict({"dedup": {"threshold": THRESHOLD, "num_perm": NUM_PERM, "shingle_words": SHINGLE}})
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                          memory_limit="4GiB") as cluster, Client(cluster) as client:
+        cfg = config_from_dict({
+            "dedup": {"threshold": THRESHOLD, "num_perm": NUM_PERM, "shingle_words": SHINGLE},
+            "cluster": {"n_workers": workers, "threads_per_worker": 1, "memory_limit": "4GiB",
+                        "dashboard_address": ":0"}})
+        # the cluster pagecat starts (its settings and workers' environment), as ``pagecat run`` does
+        with connect(cfg, quiet=True) as client, client.cluster:
             if warm:
                 client.run(_import_stage)
             before, busy, own = client.run(_worker_usage), _machine_busy_seconds(), time.process_time()

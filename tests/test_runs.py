@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from pagecat.config import load_config
+from pagecat.config import config_from_dict, load_config
 from pagecat.errors import StageError, UsageError
 from pagecat.runs import Manifest, RunDir
 from pagecat.stage import Part, Stage, execute
@@ -115,3 +115,22 @@ def test_run_dir_through_fsspec_memory_filesystem():
     assert run.read_dataset("t")["n"].to_pylist() == [1, 2]
     assert run.url("t").startswith("memory://")
     assert Path(run.path("t")).name == "t"
+
+
+def test_local_cluster_workers_allocate_arrow_memory_from_jemalloc(monkeypatch):
+    """``connect`` starts LocalCluster workers with Arrow's jemalloc pool (where pyarrow has it),
+    and leaves a pool the user chose alone."""
+    from pagecat.cluster import arrow_worker_pool, connect
+
+    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
+    try:
+        pa.jemalloc_memory_pool()
+    except NotImplementedError:
+        pytest.skip("this pyarrow is built without jemalloc")
+    assert arrow_worker_pool() == "jemalloc"
+    cfg = config_from_dict({"cluster": {"n_workers": 1, "dashboard_address": ":0"}})
+    with connect(cfg, quiet=True) as client, client.cluster:
+        pools = client.run(lambda: __import__("pyarrow").default_memory_pool().backend_name)
+    assert list(pools.values()) == ["jemalloc"]
+    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "system")
+    assert arrow_worker_pool() is None
