@@ -25,9 +25,10 @@ def arrow_worker_pool() -> str | None:
     Arrow's default on Linux is mimalloc, which faults its memory in as transparent huge pages,
     2 MB zeroed at once: on a machine whose cores share the memory bus, workers doing that side
     by side slow each other down. Measured on the dedup benchmark's stage (WebKB x8, 2 workers
-    on 2 cores, best of 3, runs interleaved): 1.89-2.01 s with jemalloc in every process against
-    2.18-2.29 s with the default. None where pyarrow is built without jemalloc, or where
-    ``ARROW_DEFAULT_MEMORY_POOL`` is set already (the user's choice stands)."""
+    on 2 cores, best of 3, pools interleaved, two runs each): 1.86-1.90 s with jemalloc,
+    2.02-2.11 s with the system pool, 2.12-2.15 s with mimalloc. None where pyarrow is built
+    without jemalloc, or where ``ARROW_DEFAULT_MEMORY_POOL`` is set already (the user's choice
+    stands)."""
     if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
         return None
     import pyarrow as pa
