@@ -15,10 +15,13 @@ resumed stage) never sees half a part.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import platform
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +88,28 @@ class RunDir:
     def write_bytes_atomic(self, path: str, data: bytes) -> None:
         write_bytes_atomic(self.fs, path, data)
 
+    @contextlib.contextmanager
+    def atomic_sink(self, path: str) -> Iterator[pa.NativeFile]:
+        """An Arrow output stream whose bytes become ``path`` when the block ends, all at once.
+
+        On a local disk Arrow writes straight to a temporary file that is then renamed (no
+        buffer of the whole file in between); elsewhere the bytes are gathered in Arrow's buffer
+        and written by ``write_bytes_atomic``. A block that raises leaves nothing behind."""
+        if not self.is_local:
+            sink = pa.BufferOutputStream()
+            yield sink
+            self.write_bytes_atomic(path, sink.getvalue())
+            return
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        try:
+            with pa.OSFile(tmp, "wb") as sink:
+                yield sink
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
     def write_json(self, path: str, obj: Any) -> None:
         self.write_bytes_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=str).encode())
 
@@ -92,11 +117,10 @@ class RunDir:
         with self.fs.open(path, "rb") as f:
             return json.loads(f.read())
 
-    def write_table(self, path: str, table: pa.Table) -> None:
+    def write_table(self, path: str, table: pa.Table, row_group_size: int = 50_000) -> None:
         """Write a Parquet part (zstd) atomically."""
-        sink = pa.BufferOutputStream()  # Arrow's buffer: no Python file calls, no copy on getvalue
-        pq.write_table(table, sink, compression="zstd", row_group_size=50_000)
-        self.write_bytes_atomic(path, sink.getvalue())
+        with self.atomic_sink(path) as sink:
+            pq.write_table(table, sink, compression="zstd", row_group_size=row_group_size)
 
     def part_name(self, folder: str, path: str) -> str:
         """A part's id from its path under a dataset folder, unique even in hive-partitioned

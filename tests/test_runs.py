@@ -134,3 +134,15 @@ def test_local_cluster_workers_allocate_arrow_memory_from_jemalloc(monkeypatch):
     assert list(pools.values()) == ["jemalloc"]
     monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "system")
     assert arrow_worker_pool() is None
+
+
+def test_atomic_sink_leaves_nothing_when_the_block_raises(tmp_path):
+    run = RunDir(str(tmp_path))
+    with pytest.raises(RuntimeError, match="cut"):
+        with run.atomic_sink(run.path("t", "part-0.parquet")) as sink:
+            sink.write(b"half a part")
+            raise RuntimeError("cut")
+    assert os.listdir(run.path("t")) == []
+    with run.atomic_sink(run.path("t", "part-0.bin")) as sink:
+        sink.write(b"whole")
+    assert Path(run.path("t", "part-0.bin")).read_bytes() == b"whole"

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pagecat.config import Config
 from pagecat.etl.crawl.engine import ShardCrawler, counts
@@ -51,10 +50,7 @@ def shard_seeds(cfg: Config, shard: int, shards: int) -> list[Seed]:
 def _log_rows(run: RunDir, files: list[str]) -> Iterator[dict]:
     """The outcome and bytes of the crawl-log segments ``files``' rows, one segment in memory at a time."""
     for path in files:
-        # ParquetFile, not pq.read_table: that goes through pyarrow.dataset, which imports pandas
-        with run.fs.open(path, "rb") as fh:
-            t = pq.ParquetFile(fh).read(columns=["outcome", "bytes"], use_threads=False)
-        yield from t.to_pylist()
+        yield from run.read_part(path, columns=["outcome", "bytes"]).to_pylist()
 
 
 def log_counts(run: RunDir, files: list[str]) -> dict[str, int]:
@@ -65,7 +61,7 @@ def log_counts(run: RunDir, files: list[str]) -> dict[str, int]:
 @contextlib.contextmanager
 def system_arrow_pool():
     """Arrow allocates from the C library's heap while the shard runs (then the pool before is
-    restored). Its default pool (mimalloc) keeps freed pages resident: after a crawl's many small
+    restored). Its mimalloc pool (Arrow's default on Linux) keeps freed pages resident: after a crawl's many small
     tables (seeds, segment logs, Parquet encoding) about 15-30 MB more for the rest of the crawl,
     where glibc's are handed back by ``segments.release_free_memory``. Buffers remember their
     pool, so work of other tasks in the process is unaffected but for speed."""

@@ -16,8 +16,6 @@ however large the corpus grows. No task ever holds an index of all pages.
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -74,9 +72,7 @@ def band_rows(uids: np.ndarray, text_keys: np.ndarray, keys: np.ndarray | None =
 
 def write_band_rows(run: RunDir, path: str, table: pa.Table) -> None:
     """Parquet with small row groups (its rows are sorted by slot), written atomically."""
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd", row_group_size=ROW_GROUP_ROWS)
-    run.write_bytes_atomic(path, buf.getvalue())
+    run.write_table(path, table, row_group_size=ROW_GROUP_ROWS)
 
 
 def slot_ranges(total_rows: int, rows_per_task: int, min_tasks: int = 1) -> list[tuple[int, int]]:

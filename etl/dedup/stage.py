@@ -41,9 +41,7 @@ reaches ``docs/`` at all.
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from collections import Counter
 from typing import Any
 
@@ -79,7 +77,6 @@ BANDS_DIR = "dedup/_bands"
 PAGES_DIR = "dedup/pages"
 DUPLICATES_DIR = "duplicates"
 ROW_BITS = 32  # uid = part index << 32 | row
-SIG_COLUMNS = ["uid", "page_id", "length", "labelled", "text_key", "url_key", "sig"]
 EXACT_PAIRS_PER_TASK = 50_000  # borderline pairs one exact-check task decides
 
 
@@ -166,45 +163,33 @@ def write_sig_table(run: RunDir, path: str, table: pa.Table) -> None:
     numbers (compression saves nothing), and IPC writes the columns as they lie in memory, where
     Parquet would encode and copy them again: on a machine whose cores share the memory bus,
     pass 1's bytes moved are what two workers compete for."""
-    if run.is_local:  # straight to the file, no buffer in between
-        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-        run.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table)
-        os.replace(tmp, path)
-        return
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, table.schema) as writer:
+    with run.atomic_sink(path) as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
-    run.write_bytes_atomic(path, sink.getvalue())
 
 
-def read_sig_table(run: RunDir, path: str, columns: list[str]) -> pa.Table:
-    """The ``columns`` of a part's signature table (only their buffers are read)."""
+def read_sig_table(run: RunDir, path: str) -> pa.Table:
+    """A part's signature (or shingles) table. A local file is memory-mapped: the rows a caller
+    copies out are the only ones read from disk."""
+    if run.is_local:
+        return pa.ipc.open_file(pa.memory_map(path)).read_all()
     with run.fs.open(path, "rb") as fh:
-        names = pa.ipc.open_file(fh).schema.names
-        fields = [names.index(c) for c in columns]
-        table = pa.ipc.open_file(fh, options=pa.ipc.IpcReadOptions(included_fields=fields)).read_all()
-    return table.select(columns)
+        return pa.ipc.open_file(fh).read_all()
 
 
 @roomy_heap
 def load_members(path: str, uids: np.ndarray, *, run: RunDir) -> pa.Table:
-    """The ``SIG_COLUMNS`` rows of ``uids`` from one part's signature file."""
-    t = read_sig_table(run, path, SIG_COLUMNS)
+    """The rows of ``uids`` from one part's signature file (uid, page_id, length, labelled,
+    text_key, url_key, sig)."""
+    t = read_sig_table(run, path)
     return t.filter(pa.array(np.isin(t.column("uid").to_numpy(), uids)))
 
 
 @roomy_heap
 def part_fingerprints(path: str, uids: np.ndarray, *, run: RunDir) -> pa.Table:
     """(uid, shingles) of the pages ``uids`` (k,) int64 of one part, from its shingles file:
-    only their rows are copied (a local file is memory-mapped, so only their pages are read)."""
+    only their rows are copied out."""
     rows = pa.array(np.asarray(uids, np.int64) & ((1 << ROW_BITS) - 1))
-    if run.is_local:
-        with pa.memory_map(path) as source:
-            shingles = pa.ipc.open_file(source).read_all().column("shingles").take(rows)
-    else:
-        shingles = read_sig_table(run, path, ["shingles"]).column("shingles").take(rows)
+    shingles = read_sig_table(run, path).column("shingles").take(rows)
     return pa.table({"uid": np.asarray(uids, np.int64), "shingles": shingles})
 
 
@@ -349,7 +334,7 @@ class DedupStage(Stage):
     @staticmethod
     def _verify(cfg: Config, run: RunDir, client, parts: list[Part], edges: np.ndarray, near: np.ndarray,
                 n_workers: int) -> tuple[pa.Table | None, np.ndarray, np.ndarray]:
-        """The pages with an edge and the near edges' verdicts: (their ``SIG_COLUMNS`` rows,
+        """The pages with an edge and the near edges' verdicts: (their signature rows,
         accepted and checked masks over the near edges).
 
         The reading and the exact checks run in worker tasks: one task per part reads its pages'
