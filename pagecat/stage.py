@@ -146,11 +146,9 @@ def execute(stage: Stage, cfg: Config, run: RunDir, client: Client, *, force: bo
     if len(todo) < len(parts):
         print(f"[{stage.name}] resuming: {len(parts) - len(todo)} of {len(parts)} parts already done")
     token = f"{config_hash}-{uuid.uuid4().hex[:8]}"
-    futures = {
-        client.submit(stage.run_part, p, cfg, run, key=f"{stage.name}-{p.id}-{token}", pure=False,
-                      resources=stage.resources, retries=0): p
-        for p in todo
-    }
+    # one map, one graph update for the scheduler (a submit per part costs one each)
+    futures = dict(zip(client.map(stage.run_part, todo, cfg=cfg, run=run, key=[f"{stage.name}-{p.id}-{token}" for p in todo],
+                                  pure=False, resources=stage.resources, retries=0), todo)) if todo else {}
     bar = tqdm(total=len(parts), initial=len(parts) - len(todo), desc=stage.name, unit="part",
                disable=not progress, leave=False)
     failed: list[tuple[str, BaseException]] = []
