@@ -162,6 +162,9 @@ def test_dedup_stage_finds_every_kind_and_reconciles(tmp_path, client, planted, 
     cfg.dedup.near = False
     m2 = execute(DedupStage(), cfg, run, client, progress=False)
     assert (m2.counts["exact"], m2.counts["url"], m2.counts["near"]) == (2, 1, 0)
+    # without signatures a URL duplicate has no similarity to report; an exact one is 1
+    assert sorted((d["kind"], d["similarity"]) for d in dups_by_url(run).values()) == \
+        [("exact", 1.0), ("exact", 1.0), ("url", None)]
 
 
 def test_labelled_page_is_kept_first(tmp_path, client, planted):
@@ -213,19 +216,23 @@ def test_an_empty_pages_part_passes_through(tmp_path, client, planted):
 
 @pytest.mark.parametrize("where", ["local", "memory"])
 def test_verify_reads_back_the_fingerprints_of_the_pages_it_asks_for(tmp_path, planted, where):
-    """Pass 1's shingles file, on a local disk (memory-mapped) and on another fsspec filesystem:
-    the rows asked for, in the order asked, equal to the fingerprints of those pages' text."""
+    """Pass 1's shingles files, on a local disk (memory-mapped) and on another fsspec filesystem:
+    one reader task over two parts returns the rows asked for, part by part in the order asked,
+    equal to the fingerprints of those pages' text."""
     run = RunDir(str(tmp_path / "run") if where == "local" else f"memory://pagecat-{uuid.uuid4().hex}")
     rows = planted["bucket=0/part-0.parquet"]
     cfg = config_from_dict({"dedup": {"batch_rows": 7}})  # several batches: a chunked column
-    _, _, shingles = sign_part(table(rows, PAGES), 3, cfg)
-    write_sig_table(run, shingles_path(run, "p"), shingles)
-    pick = [11, 0, 5]
-    got = part_fingerprints(shingles_path(run, "p"), np.array([(3 << 32) | r for r in pick]), run=run)
-    assert got.column("uid").to_pylist() == [(3 << 32) | r for r in pick]
-    _, want, offsets = MinHasher().sign([rows[r]["text"] for r in pick], "fingerprints")
+    for index, name in ((3, "p"), (4, "q")):
+        _, _, shingles = sign_part(table(rows, PAGES), index, cfg)
+        write_sig_table(run, shingles_path(run, name), shingles)
+    pick = {3: [11, 0, 5], 4: [2]}
+    uids = [np.array([(i << 32) | r for r in pick[i]]) for i in (3, 4)]
+    got = part_fingerprints([shingles_path(run, "p"), shingles_path(run, "q")], uids, run=run)
+    assert got.column("uid").to_pylist() == [(i << 32) | r for i in (3, 4) for r in pick[i]]
+    texts = [rows[r]["text"] for i in (3, 4) for r in pick[i]]
+    _, want, offsets = MinHasher().sign(texts, "fingerprints")
     assert [np.asarray(v, np.uint32).tolist() for v in got.column("shingles").to_pylist()] == \
-        [want[offsets[i]:offsets[i + 1]].tolist() for i in range(len(pick))]
+        [want[offsets[i]:offsets[i + 1]].tolist() for i in range(len(texts))]
 
 
 def test_bad_dedup_config_is_a_usage_error(tmp_path):
@@ -336,6 +343,27 @@ def test_band_rows_group_by_slot_range(tmp_path):
     assert unique_rows(edges).tolist() == [[2, 7, EXACT], [3, 10, NEAR]]
     rows = rng.integers(-2, 3, (300, 3)).astype(np.int64) + (np.int64(1) << 40)
     assert np.array_equal(unique_rows(rows), np.unique(rows, axis=0))
+
+
+@pytest.mark.parametrize("nodes,edges", [(50, 30), (2000, 1500), (2000, 4000), (300, 299)])
+def test_components_equal_scipys_connected_components(nodes, edges):
+    """Random graphs (forests, one giant component, chains): the same partition and the same
+    numbering as scipy's connected_components over the sorted uids."""
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
+    rng = np.random.default_rng(nodes + edges)
+    ids = rng.choice(np.int64(1) << 40, nodes, replace=False)
+    if edges == nodes - 1:  # a chain in shuffled order: the most rounds of hooking
+        e = np.stack([ids[:-1], ids[1:]], 1)
+    else:
+        e = ids[rng.integers(0, nodes, (edges, 2))]
+    uids, comp = components(e)
+    want_uids, idx = np.unique(e, return_inverse=True)
+    idx = idx.reshape(-1, 2)
+    graph = sp.coo_matrix((np.ones(len(idx)), (idx[:, 0], idx[:, 1])), shape=(len(want_uids),) * 2)
+    assert np.array_equal(uids, want_uids)
+    assert comp.tolist() == connected_components(graph, directed=False)[1].tolist()
 
 
 def test_big_buckets_become_stars_and_clusters_keep_by_rule():

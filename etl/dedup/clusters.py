@@ -2,8 +2,7 @@
 
 Edges are few next to pages (only pages with a duplicate appear), so the clustering runs in
 one process over the pages that have an edge: connected components of the edge graph
-(scipy's union-find-like ``connected_components``), then one page kept per component by
-``KeepRule``.
+(vectorised hooking and pointer jumping), then one page kept per component by ``KeepRule``.
 """
 
 from __future__ import annotations
@@ -17,19 +16,37 @@ def components(edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Connected components of an undirected graph given as (m, 2) uid pairs.
 
     Returns (uids (k,) int64 sorted, component (k,) int64): every uid that has an edge and
-    the number of its component (0..n_components-1).
+    the number of its component (0..n_components-1, numbered in the order of each component's
+    lowest uid).
+
+    Vectorised hooking and pointer jumping over the edge list: every tree's root takes the
+    lowest root across its edges, then every node jumps to its root. A tree either hooks onto a
+    neighbour or has every neighbour hook onto it, so the trees at least halve each round:
+    O(log k) rounds of a few numpy passes. (scipy's ``connected_components`` would do as well,
+    but importing ``scipy.sparse`` costs the client about 0.15 s, longer than the clustering.)
     """
     if len(edges) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    # imported here: workers import this package for pass 1 and never cluster (scipy.sparse is slow to import)
-    import scipy.sparse as sp
-    from scipy.sparse.csgraph import connected_components
-
     uids, idx = np.unique(edges[:, :2], return_inverse=True)
     idx = idx.reshape(-1, 2)
-    graph = sp.coo_matrix((np.ones(len(idx), np.int8), (idx[:, 0], idx[:, 1])), shape=(len(uids), len(uids)))
-    _, labels = connected_components(graph, directed=False)
-    return uids, labels.astype(np.int64)
+    a, b = idx[:, 0], idx[:, 1]
+    root = np.arange(len(uids))
+    while True:
+        ra, rb = root[a], root[b]
+        split = ra != rb
+        if not split.any():
+            break
+        low = np.minimum(ra[split], rb[split])
+        np.minimum.at(root, ra[split], low)
+        np.minimum.at(root, rb[split], low)
+        while True:  # pointer jumping: every node straight to its tree's root
+            up = root[root]
+            if np.array_equal(up, root):
+                break
+            root = up
+    # the root is each component's lowest index, hence lowest uid
+    _, comp = np.unique(root, return_inverse=True)
+    return uids, comp.astype(np.int64)
 
 
 class KeepRule:

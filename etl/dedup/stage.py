@@ -177,24 +177,37 @@ def read_sig_table(run: RunDir, path: str) -> pa.Table:
 
 
 @roomy_heap
-def load_members(path: str, uids: np.ndarray, *, run: RunDir) -> pa.Table:
-    """The rows of ``uids`` from one part's signature file (uid, page_id, length, labelled,
-    text_key, url_key, sig)."""
-    t = read_sig_table(run, path)
-    return t.filter(pa.array(np.isin(t.column("uid").to_numpy(), uids)))
+def load_members(paths: list[str], uids: list[np.ndarray], *, run: RunDir) -> pa.Table:
+    """The rows of ``uids[i]`` from the signature file ``paths[i]``, for each part of a reader
+    group, as one table (uid, page_id, length, labelled, text_key, url_key, sig)."""
+    tables = []
+    for path, wanted in zip(paths, uids):
+        t = read_sig_table(run, path)
+        tables.append(t.filter(pa.array(np.isin(t.column("uid").to_numpy(), wanted))))
+    return pa.concat_tables(tables)
 
 
 @roomy_heap
-def part_fingerprints(path: str, uids: np.ndarray, *, run: RunDir) -> pa.Table:
-    """(uid, shingles) of the pages ``uids`` (k,) int64 of one part, from its shingles file:
-    only their rows are copied out."""
-    rows = pa.array(np.asarray(uids, np.int64) & ((1 << ROW_BITS) - 1))
-    shingles = read_sig_table(run, path).column("shingles").take(rows)
-    return pa.table({"uid": np.asarray(uids, np.int64), "shingles": shingles})
+def part_fingerprints(paths: list[str], uids: list[np.ndarray], *, run: RunDir) -> pa.Table:
+    """(uid, shingles) of the pages ``uids[i]`` (k,) int64 of the part whose shingles file is
+    ``paths[i]``, for each part of a reader group: only their rows are copied out."""
+    tables = []
+    for path, wanted in zip(paths, uids):
+        wanted = np.asarray(wanted, np.int64)
+        shingles = read_sig_table(run, path).column("shingles").take(pa.array(wanted & ((1 << ROW_BITS) - 1)))
+        tables.append(pa.table({"uid": wanted, "shingles": shingles}))
+    return pa.concat_tables(tables)
+
+
+def reader_groups(held: list[int], slots: int) -> list[list[int]]:
+    """The part indices ``held`` in contiguous runs, one reader task each: as many as the
+    cluster has task slots (a task per part would make thousands of tasks of a millisecond,
+    whose scheduling costs more than the reading)."""
+    return [g.tolist() for g in np.array_split(np.asarray(held, np.int64), min(len(held), max(slots, 1)))]
 
 
 @roomy_heap
-def exact_pairs(pairs: np.ndarray, *fingerprints: pa.Table) -> np.ndarray:
+def exact_pairs(pairs: np.ndarray, fingerprints: list[pa.Table]) -> np.ndarray:
     """One exact-check task: the exact Jaccard (k,) float32 of uid pairs (k, 2) from the
     fingerprint tables (``part_fingerprints``) that hold their pages."""
     t = pa.concat_tables(fingerprints)
@@ -287,7 +300,9 @@ class DedupStage(Stage):
         if gone:  # finished once already and cleaned up, but the manifest was not saved
             raise StageError(self.name, f"{gone[0]} is missing; run `pagecat dedup --force`")
         total_rows = sum(int(manifest.parts.get(p.id, {}).get("band_rows", 0)) for p in parts)
-        n_workers = max(len(client.scheduler_info().get("workers", {})), 1)
+        workers = client.scheduler_info(n_workers=-1).get("workers", {})
+        n_workers = max(len(workers), 1)
+        slots = sum(w.get("nthreads", 1) for w in workers.values()) or 1
         ranges = slot_ranges(total_rows, s.rows_per_reducer, min_tasks=n_workers)
         futures = client.map(reduce_slots, [lo for lo, _ in ranges], [hi for _, hi in ranges], run=run,
                              paths=band_paths, collapse_exact=s.exact, max_bucket_pairs=s.max_bucket_pairs,
@@ -297,7 +312,7 @@ class DedupStage(Stage):
         edges = unique_rows(np.concatenate(edges)) if edges else np.zeros((0, 3), np.int64)
 
         near = edges[:, 2] == NEAR
-        members, accepted, checked = self._verify(cfg, run, client, parts, edges, near, n_workers)
+        members, accepted, checked = self._verify(cfg, run, client, parts, edges, near, n_workers, slots)
         uid = members.column("uid").to_numpy() if members is not None else np.zeros(0, np.int64)
         order = np.argsort(uid)
         uid = uid[order]
@@ -310,7 +325,7 @@ class DedupStage(Stage):
 
         decisions, n_clusters = self._decide(cfg, members, order, uid, sig, comp_uids, comp)
         t_cluster = time.perf_counter()
-        tables = [pa.Table.from_pylist(decisions.get(p.args["index"], []), schema=DEDUP_DECISIONS) for p in parts]
+        tables = [decisions.get(p.args["index"], DEDUP_DECISIONS.empty_table()) for p in parts]
         final = client.gather(client.map(
             apply_part, [p.id for p in parts], [p.inputs[0] for p in parts], tables, run=run, pure=False))
         t_apply = time.perf_counter()
@@ -333,7 +348,7 @@ class DedupStage(Stage):
 
     @staticmethod
     def _verify(cfg: Config, run: RunDir, client, parts: list[Part], edges: np.ndarray, near: np.ndarray,
-                n_workers: int) -> tuple[pa.Table | None, np.ndarray, np.ndarray]:
+                n_workers: int, slots: int) -> tuple[pa.Table | None, np.ndarray, np.ndarray]:
         """The pages with an edge and the near edges' verdicts: (their signature rows,
         accepted and checked masks over the near edges).
 
@@ -352,9 +367,10 @@ class DedupStage(Stage):
             return None, accepted, checked
         index = {p.args["index"]: p for p in parts}
         part_of = uids >> ROW_BITS
-        members = _concat(client.gather([
-            client.submit(load_members, sig_path(run, index[i].id), uids[part_of == i], run=run, pure=False)
-            for i in np.unique(part_of).tolist()]))
+        groups = reader_groups(np.unique(part_of).tolist(), slots)
+        members = _concat(client.gather(client.map(
+            load_members, [[sig_path(run, index[i].id) for i in g] for g in groups],
+            [[uids[part_of == i] for i in g] for g in groups], run=run, pure=False)))
         if len(pairs) == 0:
             return members, accepted, checked
         uid = members.column("uid").to_numpy()
@@ -366,14 +382,17 @@ class DedupStage(Stage):
             todo = pairs[checked]
             docs = np.unique(todo)
             doc_part = docs >> ROW_BITS
-            chosen = {i: client.submit(part_fingerprints, shingles_path(run, index[i].id), docs[doc_part == i],
-                                       run=run, pure=False) for i in np.unique(doc_part).tolist()}
+            groups = reader_groups(np.unique(doc_part).tolist(), slots)
+            readers = client.map(part_fingerprints, [[shingles_path(run, index[i].id) for i in g] for g in groups],
+                                 [[docs[doc_part == i] for i in g] for g in groups], run=run, pure=False)
+            chosen = {i: reader for g, reader in zip(groups, readers) for i in g}
             pair_parts = todo >> ROW_BITS
             by_parts = np.lexsort((pair_parts[:, 1], pair_parts[:, 0]))
             tasks = min(max(n_workers, -(-len(todo) // EXACT_PAIRS_PER_TASK)), len(todo))
             chunks = np.array_split(by_parts, tasks)
-            futures = [client.submit(exact_pairs, todo[c], *[chosen[i] for i in np.unique(pair_parts[c]).tolist()],
-                                     pure=False) for c in chunks]
+            futures = client.map(exact_pairs, [todo[c] for c in chunks],
+                                 [list({id(chosen[i]): chosen[i] for i in np.unique(pair_parts[c]).tolist()}.values())
+                                  for c in chunks], pure=False)
             exact = np.empty(len(todo), np.float32)
             exact[np.concatenate(chunks)] = np.concatenate(client.gather(futures))
             accepted[np.flatnonzero(checked)] = reaches(exact, s.threshold)
@@ -381,8 +400,10 @@ class DedupStage(Stage):
 
     @staticmethod
     def _decide(cfg: Config, members: pa.Table | None, order: np.ndarray, uid: np.ndarray, sig: np.ndarray,
-                comp_uids: np.ndarray, comp: np.ndarray) -> tuple[dict[int, list[dict]], int]:
-        """Per part index, the decision rows of its dropped pages; and the number of clusters."""
+                comp_uids: np.ndarray, comp: np.ndarray) -> tuple[dict[int, pa.Table], int]:
+        """Per part index, the decisions (schema DEDUP_DECISIONS) of its dropped pages, in row
+        order; and the number of clusters. Vectorised: a million dropped pages are a few array
+        passes, not a million Python dicts."""
         if len(comp_uids) == 0:
             return {}, 0
         s = cfg.dedup
@@ -395,21 +416,26 @@ class DedupStage(Stage):
         tkey, ukey = col("text_key"), col("url_key")
         kept = KeepRule(s.keep).kept(comp, comp_uids, length, labelled)
         kept_at = np.searchsorted(comp_uids, kept)
-        # the cluster id: its earliest page (lowest uid); comp_uids is sorted, so the first seen
-        first_of = {}
-        for c, p in zip(comp, page_id):
-            first_of.setdefault(int(c), p)
-        sim = estimated_jaccard(sig[at], sig[at][kept_at])
-        out: dict[int, list[dict]] = {}
-        for i in np.flatnonzero(comp_uids != kept):
-            k = kept_at[i]
-            if s.exact and tkey[i] != 0 and tkey[i] == tkey[k]:
-                kind, similarity = "exact", 1.0
-            elif s.url and ukey[i] != 0 and ukey[i] == ukey[k]:
-                kind, similarity = "url", float(sim[i]) if s.near else None
-            else:
-                kind, similarity = "near", float(sim[i])
-            out.setdefault(int(comp_uids[i] >> ROW_BITS), []).append({
-                "row": int(comp_uids[i] & ((1 << ROW_BITS) - 1)), "kept_id": page_id[k], "kind": kind,
-                "similarity": similarity, "cluster_id": first_of[int(comp[i])]})
-        return out, int(comp.max()) + 1
+        # the cluster id: its earliest page (lowest uid); comp_uids is sorted, so a component's
+        # first member is its earliest
+        first_of = np.unique(comp, return_index=True)[1]
+        sim = estimated_jaccard(sig[at], sig[at][kept_at]).astype(np.float32)
+        dropped = np.flatnonzero(comp_uids != kept)
+        k = kept_at[dropped]
+        exact = (tkey[dropped] != 0) & (tkey[dropped] == tkey[k]) if s.exact else np.zeros(len(dropped), bool)
+        url = ~exact & (ukey[dropped] != 0) & (ukey[dropped] == ukey[k]) if s.url else np.zeros(len(dropped), bool)
+        kind = np.where(exact, "exact", np.where(url, "url", "near"))
+        similarity = np.where(exact, np.float32(1.0), sim[dropped])
+        null_similarity = url & (not s.near)
+        part = comp_uids[dropped] >> ROW_BITS
+        table = pa.table({
+            "row": comp_uids[dropped] & ((1 << ROW_BITS) - 1),
+            "kept_id": pa.array(page_id[k], pa.string()),
+            "kind": pa.array(kind, pa.string()),
+            "similarity": pa.array(similarity, pa.float32(), mask=null_similarity),
+            "cluster_id": pa.array(page_id[first_of[comp[dropped]]], pa.string()),
+        }, schema=DEDUP_DECISIONS)
+        by_part = np.argsort(part, kind="stable")  # comp_uids is sorted: rows stay in order within a part
+        bounds = np.flatnonzero(np.r_[True, np.diff(part[by_part]) != 0, True])
+        return ({int(part[by_part[lo]]): table.take(by_part[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])},
+                int(comp.max()) + 1)
