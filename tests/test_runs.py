@@ -136,6 +136,27 @@ def test_local_cluster_workers_allocate_arrow_memory_from_jemalloc(monkeypatch):
     assert arrow_worker_pool() is None
 
 
+def test_light_diagnostics_turn_dask_profiler_off_and_full_gives_the_users_settings_back():
+    """cluster.diagnostics=light (the default): LocalCluster workers run without Dask's profiler
+    and with slow health ticks; full: the settings the user had, also in the same process."""
+    import dask
+
+    from pagecat.cluster import LIGHT_DIAGNOSTICS, connect
+
+    def worker_settings():
+        import dask
+        return dask.config.get("distributed.worker.profile.enabled"), dask.config.get("distributed.admin.tick.interval")
+
+    users = {"distributed.admin.tick.interval": "50ms", "distributed.worker.profile.enabled": True}
+    with dask.config.set({**{k: dask.config.get(k) for k in LIGHT_DIAGNOSTICS}, **users}):
+        for level, want in (("light", (False, "1s")), ("full", (True, "50ms"))):
+            cfg = config_from_dict({"cluster": {"n_workers": 1, "dashboard_address": ":0", "diagnostics": level}})
+            with connect(cfg, quiet=True) as client, client.cluster:
+                assert list(client.run(worker_settings).values()) == [want]
+    with pytest.raises(UsageError, match="cluster.diagnostics: 'some' is not one of light, full"):
+        config_from_dict({"cluster": {"diagnostics": "some"}})
+
+
 def test_atomic_sink_leaves_nothing_when_the_block_raises(tmp_path):
     run = RunDir(str(tmp_path))
     with pytest.raises(RuntimeError, match="cut"):
