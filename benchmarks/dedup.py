@@ -34,8 +34,9 @@ warm workers (the stage's modules imported and an Arrow array built, as after an
 of ``pagecat run``; best of 3) and cold ones (not with --quick), with the seconds of each pass,
 the workers' user and system CPU seconds and page faults, and the CPU seconds other programs
 took from the machine during the run (on a shared machine they lengthen the wall clock, the
-2-worker run most); and the peak memory of the busiest worker when the corpus doubles (it
-should stay flat: the work is per part). The stage's corpus is WebKB plus word-order
+2-worker run most); then the same speed-up (warm) on the doubled corpus, where the stage's
+fixed latencies (a few rounds of small tasks between the passes) weigh half as much; and the
+peak memory of the busiest worker at both sizes (it should stay flat: the work is per part). The stage's corpus is WebKB plus word-order
 permutations of it (as many documents again each, none a duplicate), x8 (x1 with --quick), in
 parts of about 4,400 pages (11 MB of text) each; the doubled corpus has twice as many parts of
 the same size.
@@ -338,6 +339,39 @@ def run_stage(texts: list[str], workers: int, parts: int, warm: bool = True) -> 
     return t.seconds, peak, m, usage
 
 
+def stage_scaling(texts: list[str], parts: int, name: str, quick: bool, detail: bool) -> list[Result]:
+    """The stage on 1 and 2 workers: seconds, speedup and the workers' CPU; with ``detail``, also
+    cold runs, where the time goes and the corpus counts; always the peak memory per worker."""
+    results = []
+    for warm in (True,) if quick or not detail else (True, False):
+        # best of 3 for the warm runs, alternating 1 and 2 workers: a shared machine's other work
+        # lengthens some runs, never shortens one
+        runs = [(run_stage(texts, 1, parts, warm), run_stage(texts, 2, parts, warm))
+                for _ in range(3 if warm and not quick else 1)]
+        t1, _, m1, u1 = min((r[0] for r in runs), key=lambda r: r[0])
+        t2, peak, m2, u2 = min((r[1] for r in runs), key=lambda r: r[0])
+        suffix = "" if warm else "_cold"
+        results += [Result("pagecat-stage", name, f"seconds_1_worker{suffix}", t1, "s"),
+                    Result("pagecat-stage", name, f"seconds_2_workers{suffix}", t2, "s"),
+                    Result("pagecat-stage", name, f"speedup_2_workers{suffix}", t1 / t2, "x")]
+        for workers, u in ((1, u1), (2, u2)):  # what the workers did, and what else ran on the machine
+            units = {"worker_page_faults": "faults"}
+            results += [Result("pagecat-stage", name, f"{k}_{workers}w{suffix}", v, units.get(k, "s"))
+                        for k, v in u.items()]
+        if warm:
+            results.append(Result("pagecat-stage", name, "peak_mb_per_worker", peak, "MB"))
+        if warm and detail:
+            for workers, m in ((1, m1), (2, m2)):  # where the time goes
+                phases = m.extra["finish_seconds"]
+                results.append(Result("pagecat-stage", name, f"pass1_seconds_{workers}w",
+                                      m.seconds - sum(phases.values()), "s"))
+                results += [Result("pagecat-stage", name, f"{k}_seconds_{workers}w", v, "s") for k, v in phases.items()]
+            results += [Result("pagecat-stage", name, "pages", m1.counts["in"], "pages"),
+                        Result("pagecat-stage", name, "dropped", m1.counts["dropped"], "pages"),
+                        Result("pagecat-stage", name, "exact_checked_pairs", m1.extra["exact_checked_pairs"], "pairs")]
+    return results
+
+
 def main() -> None:
     args = parse_args("dedup", "Near-duplicate detection against datasketch and rensa")
     data = Path(args.data)
@@ -377,34 +411,8 @@ def main() -> None:
     corpus = [t for v in variants[:size] for t in v]
     doubled = [t for v in variants[:2 * size] for t in v]
     parts = 2 * size  # ~4,400 pages a part: several MB, as parse writes them
-    name = f"webkb x{size}"
-    for warm in (True,) if args.quick else (True, False):
-        # best of 3 for the warm runs, alternating 1 and 2 workers: a shared machine's other work
-        # lengthens some runs, never shortens one
-        runs = [(run_stage(corpus, 1, parts, warm), run_stage(corpus, 2, parts, warm))
-                for _ in range(3 if warm and not args.quick else 1)]
-        t1, _, m1, u1 = min((r[0] for r in runs), key=lambda r: r[0])
-        t2, peak, m2, u2 = min((r[1] for r in runs), key=lambda r: r[0])
-        suffix = "" if warm else "_cold"
-        results += [Result("pagecat-stage", name, f"seconds_1_worker{suffix}", t1, "s"),
-                    Result("pagecat-stage", name, f"seconds_2_workers{suffix}", t2, "s"),
-                    Result("pagecat-stage", name, f"speedup_2_workers{suffix}", t1 / t2, "x")]
-        for workers, u in ((1, u1), (2, u2)):  # what the workers did, and what else ran on the machine
-            units = {"worker_page_faults": "faults"}
-            results += [Result("pagecat-stage", name, f"{k}_{workers}w{suffix}", v, units.get(k, "s"))
-                        for k, v in u.items()]
-        if warm:
-            for workers, m in ((1, m1), (2, m2)):  # where the time goes
-                phases = m.extra["finish_seconds"]
-                results.append(Result("pagecat-stage", name, f"pass1_seconds_{workers}w",
-                                      m.seconds - sum(phases.values()), "s"))
-                results += [Result("pagecat-stage", name, f"{k}_seconds_{workers}w", v, "s") for k, v in phases.items()]
-            results += [Result("pagecat-stage", name, "pages", m1.counts["in"], "pages"),
-                        Result("pagecat-stage", name, "dropped", m1.counts["dropped"], "pages"),
-                        Result("pagecat-stage", name, "exact_checked_pairs", m1.extra["exact_checked_pairs"], "pairs"),
-                        Result("pagecat-stage", name, "peak_mb_per_worker", peak, "MB")]
-    _, peak_double, _, _ = run_stage(doubled, 2, 2 * parts)
-    results.append(Result("pagecat-stage", f"webkb x{2 * size}", "peak_mb_per_worker", peak_double, "MB"))
+    for texts, n_parts in ((corpus, parts), (doubled, 2 * parts)):
+        results += stage_scaling(texts, n_parts, f"webkb x{n_parts // 2}", args.quick, detail=texts is corpus)
     report("dedup", results, args, ratios=[("pagecat", "datasketch", "docs_per_s"),
                                            ("pagecat", "rensa", "docs_per_s")])
 
