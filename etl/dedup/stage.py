@@ -111,9 +111,11 @@ def labelled_mask(pages: pa.Table, cfg: Config) -> np.ndarray:
     return np.array([to_key(v) in lookup if v else False for v in pages.column(column).to_pylist()], bool)
 
 
-def sign_part(pages: pa.Table, index: int, cfg: Config) -> tuple[pa.Table, pa.Table, pa.Table]:
+def sign_part(pages: pa.Table, index: int, cfg: Config,
+              lsh: tuple[int, int] | None = None) -> tuple[pa.Table, pa.Table, pa.Table]:
     """Pass 1 for one part: (signature table, band rows table, shingles table: the fingerprints
-    of each page's shingles, a row per page, empty without ``dedup.near``)."""
+    of each page's shingles, a row per page, empty without ``dedup.near``). ``lsh``: (bands,
+    rows), as ``lsh_params`` picks them for the config (computed here when not given)."""
     s = cfg.dedup
     n = pages.num_rows
     uids = (np.int64(index) << ROW_BITS) | np.arange(n, dtype=np.int64)
@@ -129,7 +131,7 @@ def sign_part(pages: pa.Table, index: int, cfg: Config) -> tuple[pa.Table, pa.Ta
         for lo in range(0, n, s.batch_rows):
             sig[lo:lo + s.batch_rows], prints, offsets = hasher.sign(texts.slice(lo, s.batch_rows), "fingerprints")
             fingerprints.append(pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(prints, pa.uint32())))
-        keys = band_keys(sig, *lsh_params(s.threshold, s.num_perm))
+        keys = band_keys(sig, *(lsh or lsh_params(s.threshold, s.num_perm)))
         keys[is_empty(sig)] = 0
     extra = {}
     if s.exact:
@@ -273,7 +275,10 @@ class DedupStage(Stage):
         files = run.list_files("pages", suffix=".parquet")
         if len(files) >= 2**31:
             raise UsageError("too many pages parts for dedup's 32-bit part index")
-        return [Part(id=run.part_name("pages", f), inputs=[f], args={"index": i}) for i, f in enumerate(files)]
+        # the LSH shape, picked once here: picking it costs each worker's first task ~30 ms
+        lsh = lsh_params(cfg.dedup.threshold, cfg.dedup.num_perm) if cfg.dedup.near else None
+        return [Part(id=run.part_name("pages", f), inputs=[f], args={"index": i, "lsh": lsh})
+                for i, f in enumerate(files)]
 
     @staticmethod
     @roomy_heap
@@ -282,7 +287,7 @@ class DedupStage(Stage):
                                                               "domain", "seed_id"}))
         if pages.num_rows >= 2**ROW_BITS:
             raise ValueError(f"{pages.num_rows} rows in one part: more than dedup's 32-bit row index")
-        sig, bands, shingles = sign_part(pages, part.args["index"], cfg)
+        sig, bands, shingles = sign_part(pages, part.args["index"], cfg, part.args.get("lsh"))
         write_sig_table(run, sig_path(run, part.id), sig)
         if shingles is not None:
             write_sig_table(run, shingles_path(run, part.id), shingles)
