@@ -76,17 +76,16 @@ def _config(tmp: Path, seeds: Path, proxy: str, name: str, **extra) -> dict:
 
 def run_pagecat_dask(tmp: Path, seeds: Path, proxy: str, workers: int) -> tuple[float, int, float, float]:
     """(seconds, pages, summed worker peak RSS MB, summed idle worker RSS MB before the crawl) of
-    the crawl stage on ``workers`` workers."""
-    from distributed import Client, LocalCluster
-
+    the crawl stage on ``workers`` workers, on the LocalCluster ``pagecat crawl`` starts."""
+    from pagecat.cluster import connect
     from pagecat.config import config_from_dict
     from pagecat.etl.crawl.stage import CrawlStage
     from pagecat.runs import RunDir
     from pagecat.stage import execute
 
-    cfg = config_from_dict(_config(tmp, seeds, proxy, f"dask{workers}"))
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as lc, \
-            Client(lc) as client:
+    cfg = config_from_dict({**_config(tmp, seeds, proxy, f"dask{workers}"),
+                            "cluster": {"n_workers": workers, "threads_per_worker": 1, "dashboard_address": ":0"}})
+    with connect(cfg, quiet=True) as client, client.cluster:
         idle = client.run(own_peak_rss_mb)  # a bare Dask worker, before any crawl module is imported
         with Timer() as t:
             m = execute(CrawlStage(), cfg, RunDir(cfg.run.dir), client, progress=False)
