@@ -1,9 +1,12 @@
 """What every stage is, and the one runner that skips, resumes and counts them.
 
 A stage splits its work into parts (one input file or shard each). ``run_part`` runs on a
-Dask worker, writes that part's outputs atomically and returns its counts. The runner keeps
-``manifests/<stage>.json`` up to date after every part, so a stage killed in the middle
-resumes at the parts not yet done; a stage whose config and inputs are unchanged is skipped.
+Dask worker, writes that part's outputs atomically and returns its counts. The runner records
+the finished parts in ``manifests/<stage>.json`` at least every ``SAVE_EVERY`` seconds while
+they complete, and whenever it stops (failed parts, an interrupt), so a stage killed in the
+middle resumes at the parts not yet recorded (a part redone overwrites its outputs, never
+duplicates them); a stage whose config and inputs are unchanged is skipped. Not a save per part:
+the manifest grows with the parts, and thousands of parts would write it thousands of times.
 
 Counts keep the contract ``in = out + rejected + dropped``: ``dropped`` is for records left
 out on purpose (duplicates), ``rejected`` for records written to ``rejects/<stage>/``.
@@ -25,6 +28,8 @@ from tqdm.auto import tqdm
 from pagecat.config import Config
 from pagecat.errors import StageError, UsageError
 from pagecat.runs import Manifest, RunDir, file_fingerprint, now_iso, versions
+
+SAVE_EVERY = 1.0  # seconds between the manifest saves that record finished parts
 
 
 @dataclass
@@ -153,6 +158,7 @@ def execute(stage: Stage, cfg: Config, run: RunDir, client: Client, *, force: bo
                disable=not progress, leave=False)
     failed: list[tuple[str, BaseException]] = []
     live = stage.live_status(client, todo) if progress and todo else contextlib.nullcontext()
+    saved, unsaved = time.perf_counter(), 0
     try:
         # Every part that succeeds is recorded, even after another failed: a re-run redoes only
         # the failed ones.
@@ -163,9 +169,14 @@ def execute(stage: Stage, cfg: Config, run: RunDir, client: Client, *, force: bo
                     failed.append((part.id, fut.exception()))
                 else:
                     m.parts[part.id] = fut.result()
-                    m.save(run)
+                    unsaved += 1
+                    if time.perf_counter() - saved >= SAVE_EVERY:
+                        m.save(run)
+                        saved, unsaved = time.perf_counter(), 0
                 bar.update(1)
     finally:
+        if unsaved:
+            m.save(run)
         bar.close()
         futures.clear()
     if failed:

@@ -100,6 +100,28 @@ def test_interrupted_stage_resumes_at_the_parts_not_done(tmp_path, client):
     assert sorted(run.read_dataset("squares")["n"].to_pylist()) == list(range(50))  # nothing lost or twice
 
 
+def test_finished_parts_are_recorded_in_timed_saves_and_when_the_runner_stops(tmp_path, client, monkeypatch):
+    """Parts finishing faster than SAVE_EVERY share a manifest save; none is left unrecorded
+    when the runner stops, after a failure as after success."""
+    import pagecat.stage as runner
+
+    saves = []
+    real_save = Manifest.save
+    monkeypatch.setattr(Manifest, "save", lambda self, run: (saves.append(len(self.parts)), real_save(self, run)))
+    monkeypatch.setattr(runner, "SAVE_EVERY", 3600.0)
+    run, cfg = RunDir(str(tmp_path)), load_config()
+    (tmp_path / "fail_on").write_text("part-00001")
+    with pytest.raises(StageError):
+        execute(SquaresStage(), cfg, run, client, progress=False)
+    assert saves == [0, 4]  # started; the four parts that succeeded, in one save when the runner stopped
+    assert sorted(Manifest.load(run, "squares").parts) == ["part-00000", "part-00002", "part-00003", "part-00004"]
+    saves.clear()
+    monkeypatch.setattr(runner, "SAVE_EVERY", 0.0)
+    (tmp_path / "fail_on").unlink()
+    execute(SquaresStage(), cfg, run, client, progress=False)
+    assert saves == [4, 5, 5]  # resumed; the last part as it finished; complete
+
+
 def test_upstream_must_be_complete(tmp_path, client):
     class Downstream(SquaresStage):
         name = "downstream"
