@@ -17,11 +17,11 @@ Passes (see ``shuffle`` for the group-by):
    are kept apart, so that only the few rows the exact check needs are ever read back; like
    the rest of ``_sig``, they are deleted when the stage finishes.
 2. ``finish``: reducer tasks group the band rows by key (each a slot range of every part) and
-   return candidate edges; reader tasks (one per part with such pages) read the rows of the
-   few pages with an edge once, and the client estimates every near candidate's Jaccard from
-   their signatures; exact-check tasks decide the borderline ones by the exact Jaccard of their
-   shingle fingerprints, which one task per part holding such pages reads (those rows only)
-   and sends them worker to worker (``_verify``); clusters are
+   return candidate edges; reader tasks (one per task slot of the cluster, each over a run of
+   the parts with such pages) read the rows of the few pages with an edge once, and the client
+   estimates every near candidate's Jaccard from their signatures; exact-check tasks decide the
+   borderline ones by the exact Jaccard of their shingle fingerprints, which reader tasks of the
+   same kind read (those rows only) and send worker to worker (``_verify``); clusters are
    the connected components of the verified edges and each keeps one page by ``dedup.keep``
    (labelled, then longest, then earliest by default). The client only plans the tasks and
    runs the vectorised steps over the edges; every read of a part's files is a worker's.
@@ -357,12 +357,13 @@ class DedupStage(Stage):
         """The pages with an edge and the near edges' verdicts: (their signature rows,
         accepted and checked masks over the near edges).
 
-        The reading and the exact checks run in worker tasks: one task per part reads its pages'
-        rows (what the keep rule needs, signatures) for the client, which estimates each near
-        edge's Jaccard from the signatures (one vectorised comparison) and sends the pairs too
-        close to call to exact-check tasks, each a share of them ordered by the parts of their
-        pages; those take the pages' fingerprints worker to worker from one task per part
-        holding such pages, which reads just their rows of its shingles file.
+        The reading and the exact checks run in worker tasks: reader tasks (``reader_groups``:
+        one per task slot, each over a run of parts) read the pages' rows (what the keep rule
+        needs, signatures) for the client, which estimates each near edge's Jaccard from the
+        signatures (one vectorised comparison) and sends the pairs too close to call to
+        exact-check tasks, each a share of them ordered by the parts of their pages; those take
+        the pages' fingerprints worker to worker from the reader tasks of the parts holding
+        them, which read just their rows of the shingles files.
         """
         s = cfg.dedup
         uids = np.unique(edges[:, :2])
