@@ -36,10 +36,10 @@ the workers' user and system CPU seconds and page faults, and the CPU seconds ot
 took from the machine during the run (on a shared machine they lengthen the wall clock, the
 2-worker run most); then the same speed-up (warm) on the doubled corpus, where the stage's
 fixed latencies (a few rounds of small tasks between the passes) weigh half as much; and the
-peak memory of the busiest worker at both sizes (it should stay flat: the work is per part). The stage's corpus is WebKB plus word-order
-permutations of it (as many documents again each, none a duplicate), x8 (x1 with --quick), in
-parts of about 4,400 pages (11 MB of text) each; the doubled corpus has twice as many parts of
-the same size.
+peak memory of the busiest worker at both sizes (it should stay flat: the work is per part).
+The stage's corpus is WebKB plus word-order permutations of it (as many documents again each,
+none a duplicate), x8 (x1 with --quick), in parts of about 4,400 pages (11 MB of text) each;
+the doubled corpus has twice as many parts of the same size.
 
     python benchmarks/dedup.py [--quick] [--json out.json]
 """

@@ -152,8 +152,9 @@ def execute(stage: Stage, cfg: Config, run: RunDir, client: Client, *, force: bo
         print(f"[{stage.name}] resuming: {len(parts) - len(todo)} of {len(parts)} parts already done")
     token = f"{config_hash}-{uuid.uuid4().hex[:8]}"
     # one map, one graph update for the scheduler (a submit per part costs one each)
-    futures = dict(zip(client.map(stage.run_part, todo, cfg=cfg, run=run, key=[f"{stage.name}-{p.id}-{token}" for p in todo],
-                                  pure=False, resources=stage.resources, retries=0), todo)) if todo else {}
+    keys = [f"{stage.name}-{p.id}-{token}" for p in todo]
+    futures = dict(zip(client.map(stage.run_part, todo, cfg=cfg, run=run, key=keys, pure=False,
+                                  resources=stage.resources, retries=0), todo)) if todo else {}
     bar = tqdm(total=len(parts), initial=len(parts) - len(todo), desc=stage.name, unit="part",
                disable=not progress, leave=False)
     failed: list[tuple[str, BaseException]] = []
