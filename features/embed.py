@@ -21,6 +21,7 @@ half-precision ones are, so a cluster may mix such workers.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Sequence
@@ -55,6 +56,7 @@ BACKENDS = ("auto", "onnx", "torch")
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 in hardware (AMX-BF16 or AVX512-BF16, Linux's CPU
     flags). Without it bfloat16 is emulated and slower than float32, so ``auto`` keeps float32."""

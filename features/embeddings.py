@@ -26,7 +26,7 @@ from pagecat.errors import UsageError
 from pagecat.runs import RunDir
 from pagecat.schemas import emb_schema
 
-from .embed import cached_encoder
+from .embed import TextEncoder, cached_encoder
 from .io import parquet_columns
 from .tfidf import doc_text
 
@@ -97,16 +97,21 @@ def field_texts(docs: pa.Table, fields: list[str]) -> list[list[str]]:
     return out
 
 
+def settings_encoder(s: EmbeddingSettings) -> TextEncoder:
+    """This worker's encoder for ``s`` (loaded once per process: ``cached_encoder``)."""
+    return cached_encoder(s.model_path, s.max_length, s.batch_size, s.precision)
+
+
 def encode_docs(docs: pa.Table, s: EmbeddingSettings, fields: list[str]) -> np.ndarray:
     """(n_docs, n_fields * dim) float32: each field's unit vectors, joined in field order."""
-    enc = cached_encoder(s.model_path, s.max_length, s.batch_size, s.precision)
+    enc = settings_encoder(s)
     blocks = [enc.encode(texts) for texts in field_texts(docs, fields)]
     return np.hstack(blocks)
 
 
 def embedding_settings(s: EmbeddingSettings, fields: list[str]) -> dict[str, Any]:
     """What the stored vectors depend on: a model trained on them must see the very same."""
-    enc = cached_encoder(s.model_path, s.max_length, s.batch_size, s.precision)
+    enc = settings_encoder(s)
     base = enc.settings()
     names = list(fields) or ["title+text"]
     return {**base, "fields": names, "width": base["dim"] * len(names)}
@@ -143,7 +148,7 @@ def embed_part(part_id: str, docs_path: str, s: EmbeddingSettings, fields: list[
     docs = run.read_part(docs_path, columns=["doc_id", *doc_columns(fields, parquet_columns(run, docs_path))])
     X = encode_docs(docs, s, fields)
     run.write_table(out, to_table(docs.column("doc_id").to_pylist(), X))
-    enc = cached_encoder(s.model_path, s.max_length, s.batch_size, s.precision)
+    enc = settings_encoder(s)
     return {"part": part_id, "rows": docs.num_rows, "worker": where, "device": enc.device_,
             "seconds": round(time.perf_counter() - t0, 3), "resumed": False}
 

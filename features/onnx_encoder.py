@@ -2,8 +2,8 @@
 
 It gives PyTorch's float32 vectors (max abs difference ~1e-7) in a runtime whose graph
 optimisations fuse bias + GELU and some MatMuls. How much that buys depends on the CPU and on
-PyTorch's own kernels: ``benchmarks/embed.py`` measures it beside PyTorch float32 (on the
-a 2-core CPU with AMX, 112 against 115 texts/s: no gain there, where bfloat16
+PyTorch's own kernels: ``benchmarks/embed.py`` measures it beside PyTorch float32 (on a
+2-core CPU with AMX, 112 against 115 texts/s: no gain there, where bfloat16
 autocast, ``TextEncoder``'s default on such CPUs, is about three times either).
 
 The ONNX file is made once per model from the transformers folder itself (``torch.onnx``,

@@ -32,11 +32,17 @@ import pyarrow.parquet as pq
 import pagecat
 
 
+def temporary_path(fs, path: str) -> str:
+    """The name a file is written under before it is renamed to ``path`` (``list_files`` skips
+    such names); its folder is made on ``fs``."""
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    return f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+
+
 def write_bytes_atomic(fs, path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` on the fsspec filesystem ``fs`` under a temporary name, then
     rename it: a reader never sees half a file."""
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    tmp = temporary_path(fs, path)
     with fs.open(tmp, "wb") as f:
         f.write(data)
     fs.mv(tmp, path)
@@ -58,10 +64,7 @@ class RunDir:
     def url(self, *parts: str) -> str:
         """The path with its protocol, for printing and for other libraries."""
         p = self.path(*parts)
-        if self.is_local:
-            return p
-        proto = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
-        return f"{proto}://{p}"
+        return p if self.is_local else f"{self._protocol}://{p}"
 
     def exists(self, *parts: str) -> bool:
         return self.fs.exists(self.path(*parts))
@@ -100,8 +103,7 @@ class RunDir:
             yield sink
             self.write_bytes_atomic(path, sink.getvalue())
             return
-        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        tmp = temporary_path(self.fs, path)
         try:
             with pa.OSFile(tmp, "wb") as sink:
                 yield sink
@@ -129,10 +131,13 @@ class RunDir:
         return rel.rsplit(".", 1)[0].replace("/", "__")
 
     @property
+    def _protocol(self) -> str:
+        return self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+
+    @property
     def is_local(self) -> bool:
         """Whether the run directory is on this machine's file system."""
-        proto = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
-        return proto in ("file", "local")
+        return self._protocol in ("file", "local")
 
     def read_part(self, path: str, columns: list[str] | None = None) -> pa.Table:
         """Read one Parquet part (a path as ``list_files`` gives it), on the calling thread.

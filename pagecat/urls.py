@@ -160,20 +160,22 @@ CANONICAL_URL = rf"^https?://[a-z0-9_-]+(?:\.[a-z0-9_-]+)*(?:/{_SEGMENT})+$"
 def canonicalize_array(urls):
     """``canonicalize`` over a pyarrow string array: a string array of the canonical URLs, null
     where a URL is missing or malformed. The URLs ``CANONICAL_URL`` matches (one vectorised test)
-    are kept as they are; only the others go through ``canonicalize``."""
+    are kept as they are, never copied out of Arrow; only the others go through ``canonicalize``."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     urls = urls.cast(pa.string())
-    canonical = np.asarray(pc.fill_null(pc.match_substring_regex(urls, CANONICAL_URL), False), bool)
-    canon = urls.to_pylist()
-    for i in np.flatnonzero(~canonical).tolist():
+    others = np.asarray(pc.invert(pc.fill_null(pc.match_substring_regex(urls, CANONICAL_URL), False)), bool)
+    if not others.any():
+        return urls
+    fixed = []
+    for url in urls.filter(pa.array(others)).to_pylist():
         try:
-            canon[i] = canonicalize(canon[i]) if canon[i] else None
+            fixed.append(canonicalize(url) if url else None)
         except MalformedURL:
-            canon[i] = None
-    return pa.array(canon, pa.string())
+            fixed.append(None)
+    return pc.replace_with_mask(urls, pa.array(others), pa.array(fixed, pa.string()))
 
 
 def is_http(url: str) -> bool:

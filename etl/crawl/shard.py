@@ -61,10 +61,10 @@ def log_counts(run: RunDir, files: list[str]) -> dict[str, int]:
 @contextlib.contextmanager
 def system_arrow_pool():
     """Arrow allocates from the C library's heap while the shard runs (then the pool before is
-    restored). Its mimalloc pool (Arrow's default on Linux) keeps freed pages resident: after a crawl's many small
-    tables (seeds, segment logs, Parquet encoding) about 15-30 MB more for the rest of the crawl,
-    where glibc's are handed back by ``segments.release_free_memory``. Buffers remember their
-    pool, so work of other tasks in the process is unaffected but for speed."""
+    restored). Its mimalloc pool (Arrow's default on Linux) keeps freed pages resident: after a
+    crawl's many small tables (seeds, segment logs, Parquet encoding) about 15-30 MB more for the
+    rest of the crawl, where glibc's are handed back by ``segments.release_free_memory``. Buffers
+    remember their pool, so work of other tasks in the process is unaffected but for speed."""
     before = pa.default_memory_pool()
     pa.set_memory_pool(pa.system_memory_pool())
     try:

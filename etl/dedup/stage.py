@@ -77,6 +77,7 @@ BANDS_DIR = "dedup/_bands"
 PAGES_DIR = "dedup/pages"
 DUPLICATES_DIR = "duplicates"
 ROW_BITS = 32  # uid = part index << 32 | row
+ROW_MASK = (1 << ROW_BITS) - 1
 EXACT_PAIRS_PER_TASK = 50_000  # borderline pairs one exact-check task decides
 
 
@@ -196,7 +197,7 @@ def part_fingerprints(paths: list[str], uids: list[np.ndarray], *, run: RunDir) 
     tables = []
     for path, wanted in zip(paths, uids):
         wanted = np.asarray(wanted, np.int64)
-        shingles = read_sig_table(run, path).column("shingles").take(pa.array(wanted & ((1 << ROW_BITS) - 1)))
+        shingles = read_sig_table(run, path).column("shingles").take(pa.array(wanted & ROW_MASK))
         tables.append(pa.table({"uid": wanted, "shingles": shingles}))
     return pa.concat_tables(tables)
 
@@ -317,18 +318,18 @@ class DedupStage(Stage):
         edges = unique_rows(np.concatenate(edges)) if edges else np.zeros((0, 3), np.int64)
 
         near = edges[:, 2] == NEAR
-        members, accepted, checked = self._verify(cfg, run, client, parts, edges, near, n_workers, slots)
+        index = {p.args["index"]: p for p in parts}
+        members = self._members(run, client, index, np.unique(edges[:, :2]), slots)
         uid = members.column("uid").to_numpy() if members is not None else np.zeros(0, np.int64)
-        order = np.argsort(uid)
-        uid = uid[order]
-        sig = (np.asarray(members.column("sig").combine_chunks().flatten()).reshape(len(uid), -1)[order]
+        sig = (np.asarray(members.column("sig").combine_chunks().flatten()).reshape(len(uid), -1)
                if members is not None else np.zeros((0, 1), np.uint32))
+        accepted, checked = self._verify(cfg, run, client, index, edges[near, :2], uid, sig, slots)
         verified = ~near
         verified[near] = accepted
         t_verify = time.perf_counter()
         comp_uids, comp = components(edges[verified, :2])
 
-        decisions, n_clusters = self._decide(cfg, members, order, uid, sig, comp_uids, comp)
+        decisions, n_clusters = self._decide(cfg, members, uid, sig, comp_uids, comp)
         t_cluster = time.perf_counter()
         tables = [decisions.get(p.args["index"], DEDUP_DECISIONS.empty_table()) for p in parts]
         final = client.gather(client.map(
@@ -352,37 +353,36 @@ class DedupStage(Stage):
                                    "cluster": round(t_cluster - t_verify, 3), "apply": round(t_apply - t_cluster, 3)}}
 
     @staticmethod
-    def _verify(cfg: Config, run: RunDir, client, parts: list[Part], edges: np.ndarray, near: np.ndarray,
-                n_workers: int, slots: int) -> tuple[pa.Table | None, np.ndarray, np.ndarray]:
-        """The pages with an edge and the near edges' verdicts: (their signature rows,
-        accepted and checked masks over the near edges).
-
-        The reading and the exact checks run in worker tasks: reader tasks (``reader_groups``:
-        one per task slot, each over a run of parts) read the pages' rows (what the keep rule
-        needs, signatures) for the client, which estimates each near edge's Jaccard from the
-        signatures (one vectorised comparison) and sends the pairs too close to call to
-        exact-check tasks, each a share of them ordered by the parts of their pages; those take
-        the pages' fingerprints worker to worker from the reader tasks of the parts holding
-        them, which read just their rows of the shingles files.
-        """
-        s = cfg.dedup
-        uids = np.unique(edges[:, :2])
-        pairs = edges[near, :2]
-        accepted, checked = np.zeros(len(pairs), bool), np.zeros(len(pairs), bool)
+    def _members(run: RunDir, client, index: dict[int, Part], uids: np.ndarray, slots: int) -> pa.Table | None:
+        """The signature rows (what the keep rule needs, signatures) of the pages ``uids`` (k,)
+        int64, sorted by uid, or None without any: read by reader tasks (``reader_groups``: one
+        per task slot, each over a run of parts)."""
         if len(uids) == 0:
-            return None, accepted, checked
-        index = {p.args["index"]: p for p in parts}
+            return None
         part_of = uids >> ROW_BITS
         groups = reader_groups(np.unique(part_of).tolist(), slots)
         members = _concat(client.gather(client.map(
             load_members, [[sig_path(run, index[i].id) for i in g] for g in groups],
             [[uids[part_of == i] for i in g] for g in groups], run=run, pure=False)))
+        return members.sort_by("uid")
+
+    @staticmethod
+    def _verify(cfg: Config, run: RunDir, client, index: dict[int, Part], pairs: np.ndarray, uid: np.ndarray,
+                sig: np.ndarray, slots: int) -> tuple[np.ndarray, np.ndarray]:
+        """The verdicts on the near candidate ``pairs`` (k, 2) of uids: (accepted, checked) masks.
+
+        ``uid`` (sorted) and ``sig`` are the signature rows of their pages (``_members``). The
+        client estimates each pair's Jaccard from the signatures (one vectorised comparison) and
+        sends the pairs too close to call to exact-check tasks, each a share of them ordered by
+        the parts of their pages; those take the pages' fingerprints worker to worker from reader
+        tasks (one per task slot, each over a run of the parts holding them), which read just
+        their rows of the shingles files.
+        """
+        s = cfg.dedup
+        accepted, checked = np.zeros(len(pairs), bool), np.zeros(len(pairs), bool)
         if len(pairs) == 0:
-            return members, accepted, checked
-        uid = members.column("uid").to_numpy()
-        order = np.argsort(uid)
-        row = order[np.searchsorted(uid[order], pairs)]
-        sig = np.asarray(members.column("sig").combine_chunks().flatten()).reshape(len(uid), -1)
+            return accepted, checked
+        row = np.searchsorted(uid, pairs)
         accepted, checked = triage(estimated_jaccard(sig[row[:, 0]], sig[row[:, 1]]), s.threshold, s.num_perm)
         if checked.any():
             todo = pairs[checked]
@@ -394,7 +394,7 @@ class DedupStage(Stage):
             chosen = {i: reader for g, reader in zip(groups, readers) for i in g}
             pair_parts = todo >> ROW_BITS
             by_parts = np.lexsort((pair_parts[:, 1], pair_parts[:, 0]))
-            tasks = min(max(n_workers, -(-len(todo) // EXACT_PAIRS_PER_TASK)), len(todo))
+            tasks = min(max(slots, -(-len(todo) // EXACT_PAIRS_PER_TASK)), len(todo))
             chunks = np.array_split(by_parts, tasks)
             futures = client.map(exact_pairs, [todo[c] for c in chunks],
                                  [list({id(chosen[i]): chosen[i] for i in np.unique(pair_parts[c]).tolist()}.values())
@@ -402,21 +402,22 @@ class DedupStage(Stage):
             exact = np.empty(len(todo), np.float32)
             exact[np.concatenate(chunks)] = np.concatenate(client.gather(futures))
             accepted[np.flatnonzero(checked)] = reaches(exact, s.threshold)
-        return members, accepted, checked
+        return accepted, checked
 
     @staticmethod
-    def _decide(cfg: Config, members: pa.Table | None, order: np.ndarray, uid: np.ndarray, sig: np.ndarray,
-                comp_uids: np.ndarray, comp: np.ndarray) -> tuple[dict[int, pa.Table], int]:
+    def _decide(cfg: Config, members: pa.Table | None, uid: np.ndarray, sig: np.ndarray, comp_uids: np.ndarray,
+                comp: np.ndarray) -> tuple[dict[int, pa.Table], int]:
         """Per part index, the decisions (schema DEDUP_DECISIONS) of its dropped pages, in row
-        order; and the number of clusters. Vectorised: a million dropped pages are a few array
-        passes, not a million Python dicts."""
+        order; and the number of clusters. ``members`` are sorted by uid, ``uid`` and ``sig`` their
+        columns. Vectorised: a million dropped pages are a few array passes, not a million Python
+        dicts."""
         if len(comp_uids) == 0:
             return {}, 0
         s = cfg.dedup
         at = np.searchsorted(uid, comp_uids)
 
         def col(name: str) -> np.ndarray:
-            return members.column(name).to_numpy(zero_copy_only=False)[order][at]
+            return members.column(name).to_numpy(zero_copy_only=False)[at]
 
         page_id, length, labelled = col("page_id"), col("length"), col("labelled")
         tkey, ukey = col("text_key"), col("url_key")
@@ -435,7 +436,7 @@ class DedupStage(Stage):
         null_similarity = url & (not s.near)
         part = comp_uids[dropped] >> ROW_BITS
         table = pa.table({
-            "row": comp_uids[dropped] & ((1 << ROW_BITS) - 1),
+            "row": comp_uids[dropped] & ROW_MASK,
             "kept_id": pa.array(page_id[k], pa.string()),
             "kind": pa.array(kind, pa.string()),
             "similarity": pa.array(similarity, pa.float32(), mask=null_similarity),
