@@ -20,6 +20,7 @@ from pagecat.config import config_from_dict
 from pagecat.data.webkb import load_sample, split_http_response
 from pagecat.errors import StageError, UsageError
 from pagecat.etl.dedup import KeepRule, MinHasher, NearDuplicateFinder, components, estimated_jaccard, lsh_params
+from pagecat.etl.dedup.candidates import ACCEPTED, CHECKED, verified_edges
 from pagecat.etl.dedup.minhash import hash_strings, tokenize
 from pagecat.etl.dedup.shuffle import (
     EXACT,
@@ -31,7 +32,8 @@ from pagecat.etl.dedup.shuffle import (
     unique_rows,
     write_band_rows,
 )
-from pagecat.etl.dedup.stage import DedupStage, part_fingerprints, shingles_path, sign_part, write_sig_table
+from pagecat.etl.dedup.sigfiles import read_part_rows, shingles_path, sig_path, write_sig_table
+from pagecat.etl.dedup.stage import BANDS_DIR, DedupStage, sign_part
 from pagecat.runs import Manifest, RunDir
 from pagecat.schemas import DUPLICATES, PAGES, table
 from pagecat.stage import execute
@@ -215,24 +217,57 @@ def test_an_empty_pages_part_passes_through(tmp_path, client, planted):
 
 
 @pytest.mark.parametrize("where", ["local", "memory"])
-def test_verify_reads_back_the_fingerprints_of_the_pages_it_asks_for(tmp_path, planted, where):
-    """Pass 1's shingles files, on a local disk (memory-mapped) and on another fsspec filesystem:
-    one reader task over two parts returns the rows asked for, part by part in the order asked,
-    equal to the fingerprints of those pages' text."""
+def test_reducers_read_back_the_rows_they_ask_for(tmp_path, planted, where):
+    """Pass 1's shingles files, on a local disk (memory-mapped) and on another fsspec filesystem
+    (only the record batches holding the rows are fetched): the rows of the pages asked for,
+    across two parts and several batches, come back in uid order, equal to the fingerprints of
+    those pages' text."""
     run = RunDir(str(tmp_path / "run") if where == "local" else f"memory://pagecat-{uuid.uuid4().hex}")
     rows = planted["bucket=0/part-0.parquet"]
     cfg = config_from_dict({"dedup": {"batch_rows": 7}})  # several batches: a chunked column
-    for index, name in ((3, "p"), (4, "q")):
+    paths = [shingles_path(run, f"p{i}") for i in range(5)]
+    for index in (3, 4):
         _, _, shingles = sign_part(table(rows, PAGES), index, cfg)
-        write_sig_table(run, shingles_path(run, name), shingles)
-    pick = {3: [11, 0, 5], 4: [2]}
-    uids = [np.array([(i << 32) | r for r in pick[i]]) for i in (3, 4)]
-    got = part_fingerprints([shingles_path(run, "p"), shingles_path(run, "q")], uids, run=run)
-    assert got.column("uid").to_pylist() == [(i << 32) | r for i in (3, 4) for r in pick[i]]
+        write_sig_table(run, paths[index], shingles, 4)  # batches of 4 rows, not the 7 signed at once
+    pick = {3: [0, 5, 11, 12], 4: [2]}
+    uids = np.array([(i << 32) | r for i in (3, 4) for r in pick[i]])
+    got = read_part_rows(paths, uids, run)
+    assert got.column("uid").to_pylist() == uids.tolist()
     texts = [rows[r]["text"] for i in (3, 4) for r in pick[i]]
     _, want, offsets = MinHasher().sign(texts, "fingerprints")
     assert [np.asarray(v, np.uint32).tolist() for v in got.column("shingles").to_pylist()] == \
         [want[offsets[i]:offsets[i + 1]].tolist() for i in range(len(texts))]
+
+
+@pytest.mark.parametrize("where", ["local", "memory"])
+def test_reducers_verify_the_same_edges_however_the_slots_are_split(tmp_path, webkb_texts, where):
+    """Pass 1 in process on pages with near copies at 1 to 30 edits (some borderline, checked
+    exactly), then the reducers over the whole slot space and over 4 ranges: the same edges with
+    the same verdicts (a pair found in two ranges is judged alike in both), and the member rows
+    of every page an accepted edge joins, with its signature as pass 1 wrote it."""
+    run = RunDir(str(tmp_path / "run") if where == "local" else f"memory://pagecat-{uuid.uuid4().hex}")
+    rng = random.Random(3)
+    rows = [page_row(u, t) for u, t in webkb_texts[:30]]
+    rows += [page_row(f"http://copy.example/{i}", edit(t, rng, 1 + i)) for i, (_, t) in enumerate(webkb_texts[:30])]
+    cfg = config_from_dict({"dedup": {"batch_rows": 8}})
+    stage, sigs = DedupStage(), {}
+    write_pages(run, {"part-0.parquet": rows[::2], "part-1.parquet": rows[1::2]})
+    parts = stage.plan(cfg, run)
+    for p in parts:
+        stage.run_part(p, cfg, run)
+        with run.fs.open(sig_path(run, p.id), "rb") as fh:
+            written = pa.ipc.open_file(fh).read_all()
+        sigs.update(zip(written.column("uid").to_pylist(), written.column("sig").to_pylist()))
+    kw = {"run": run, "settings": cfg.dedup, "band_paths": [run.path(BANDS_DIR, f"{p.id}.parquet") for p in parts],
+          "sig_paths": [sig_path(run, p.id) for p in parts], "shingle_paths": [shingles_path(run, p.id) for p in parts]}
+    whole, members = verified_edges(0, 1 << 16, **kw)
+    split = [verified_edges(lo, hi, **kw) for lo, hi in slot_ranges(4, 1)]
+    assert np.array_equal(unique_rows(np.concatenate([e for e, _ in split])), unique_rows(whole))
+    verdict = whole[:, 3]
+    assert (verdict & CHECKED).any() and (verdict & ACCEPTED).any() and not (verdict & ACCEPTED).all()
+    joined = np.unique(whole[(verdict & ACCEPTED) > 0, :2])
+    assert members.column("uid").to_pylist() == joined.tolist()
+    assert [sigs[u] for u in joined.tolist()] == members.column("sig").to_pylist()
 
 
 def test_bad_dedup_config_is_a_usage_error(tmp_path):

@@ -16,15 +16,15 @@ Passes (see ``shuffle`` for the group-by):
    per shingle (about one per word: on WebKB about 1.6 times the compressed pages part) and
    are kept apart, so that only the few rows the exact check needs are ever read back; like
    the rest of ``_sig``, they are deleted when the stage finishes.
-2. ``finish``: reducer tasks group the band rows by key (each a slot range of every part) and
-   return candidate edges; reader tasks (one per task slot of the cluster, each over a run of
-   the parts with such pages) read the rows of the few pages with an edge once, and the client
-   estimates every near candidate's Jaccard from their signatures; exact-check tasks decide the
-   borderline ones by the exact Jaccard of their shingle fingerprints, which reader tasks of the
-   same kind read (those rows only) and send worker to worker (``_verify``); clusters are
-   the connected components of the verified edges and each keeps one page by ``dedup.keep``
-   (labelled, then longest, then earliest by default). The client only plans the tasks and
-   runs the vectorised steps over the edges; every read of a part's files is a worker's.
+2. ``finish``: reducer tasks (``candidates.verified_edges``, one per slot range, at least one
+   per task slot of the cluster) group the band rows by key and verify the candidates where
+   they find them: each reads the signature rows of its edges' pages, estimates every near
+   candidate's Jaccard and decides the borderline ones by the exact Jaccard of their shingle
+   fingerprints (those rows only, from the files of ``sigfiles``). The client waits once, for
+   the edges with their verdicts and the rows of the pages they join; clusters are the
+   connected components of the verified edges and each keeps one page by ``dedup.keep``
+   (labelled, then longest, then earliest by default). Every read of a part's files is a
+   worker's; the client runs only the vectorised steps over the edges.
 3. ``finish`` again, one task per part: the part's kept pages to ``dedup/pages/<part>.parquet``
    and its dropped pages to ``duplicates/<part>.parquet`` (kept id, similarity to the kept
    page, kind, cluster id). The manifest's counts are these final ones (in = out + dropped);
@@ -55,30 +55,16 @@ from pagecat.runs import Manifest, RunDir
 from pagecat.schemas import DEDUP_DECISIONS, DUPLICATES, PAGES
 from pagecat.stage import Part, Stage
 
+from .candidates import ACCEPTED, CHECKED, verified_edges
 from .clusters import KEEP_CRITERIA, KeepRule, components
 from .heap import roomy_heap
 from .minhash import MinHasher, band_keys, estimated_jaccard, hash_strings, is_empty, lsh_params
-from .shuffle import (
-    EXACT,
-    EXACT_BAND,
-    NEAR,
-    URL,
-    URL_BAND,
-    band_rows,
-    reduce_slots,
-    slot_ranges,
-    unique_rows,
-    write_band_rows,
-)
-from .verify import exact_jaccard, reaches, triage
+from .shuffle import EXACT, EXACT_BAND, NEAR, URL, URL_BAND, band_rows, slot_ranges, unique_rows, write_band_rows
+from .sigfiles import ROW_BITS, ROW_MASK, SIG_DIR, shingles_path, sig_path, signatures, write_sig_table
 
-SIG_DIR = "dedup/_sig"
 BANDS_DIR = "dedup/_bands"
 PAGES_DIR = "dedup/pages"
 DUPLICATES_DIR = "duplicates"
-ROW_BITS = 32  # uid = part index << 32 | row
-ROW_MASK = (1 << ROW_BITS) - 1
-EXACT_PAIRS_PER_TASK = 50_000  # borderline pairs one exact-check task decides
 
 
 def url_keys(urls: pa.Array) -> np.ndarray:
@@ -150,79 +136,6 @@ def sign_part(pages: pa.Table, index: int, cfg: Config,
     return sig_table, bands, shingles
 
 
-def sig_path(run: RunDir, part_id: str) -> str:
-    """Where pass 1 writes a part's signature table."""
-    return run.path(SIG_DIR, f"{part_id}.arrow")
-
-
-def shingles_path(run: RunDir, part_id: str) -> str:
-    """Where pass 1 writes a part's shingle fingerprints."""
-    return run.path(SIG_DIR, f"{part_id}.shingles.arrow")
-
-
-def write_sig_table(run: RunDir, path: str, table: pa.Table) -> None:
-    """A part's signature (or shingles) table, written atomically as an uncompressed Arrow IPC
-    file: an intermediate only this stage reads back. Signatures and fingerprints are random
-    numbers (compression saves nothing), and IPC writes the columns as they lie in memory, where
-    Parquet would encode and copy them again: on a machine whose cores share the memory bus,
-    pass 1's bytes moved are what two workers compete for."""
-    with run.atomic_sink(path) as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-
-
-def read_sig_table(run: RunDir, path: str) -> pa.Table:
-    """A part's signature (or shingles) table. A local file is memory-mapped: the rows a caller
-    copies out are the only ones read from disk."""
-    if run.is_local:
-        return pa.ipc.open_file(pa.memory_map(path)).read_all()
-    with run.fs.open(path, "rb") as fh:
-        return pa.ipc.open_file(fh).read_all()
-
-
-@roomy_heap
-def load_members(paths: list[str], uids: list[np.ndarray], *, run: RunDir) -> pa.Table:
-    """The rows of ``uids[i]`` from the signature file ``paths[i]``, for each part of a reader
-    group, as one table (uid, page_id, length, labelled, text_key, url_key, sig)."""
-    tables = []
-    for path, wanted in zip(paths, uids):
-        t = read_sig_table(run, path)
-        tables.append(t.filter(pa.array(np.isin(t.column("uid").to_numpy(), wanted))))
-    return pa.concat_tables(tables)
-
-
-@roomy_heap
-def part_fingerprints(paths: list[str], uids: list[np.ndarray], *, run: RunDir) -> pa.Table:
-    """(uid, shingles) of the pages ``uids[i]`` (k,) int64 of the part whose shingles file is
-    ``paths[i]``, for each part of a reader group: only their rows are copied out."""
-    tables = []
-    for path, wanted in zip(paths, uids):
-        wanted = np.asarray(wanted, np.int64)
-        shingles = read_sig_table(run, path).column("shingles").take(pa.array(wanted & ROW_MASK))
-        tables.append(pa.table({"uid": wanted, "shingles": shingles}))
-    return pa.concat_tables(tables)
-
-
-def reader_groups(held: list[int], slots: int) -> list[list[int]]:
-    """The part indices ``held`` in contiguous runs, one reader task each: as many as the
-    cluster has task slots (a task per part would make thousands of tasks of a millisecond,
-    whose scheduling costs more than the reading)."""
-    return [g.tolist() for g in np.array_split(np.asarray(held, np.int64), min(len(held), max(slots, 1)))]
-
-
-@roomy_heap
-def exact_pairs(pairs: np.ndarray, fingerprints: list[pa.Table]) -> np.ndarray:
-    """One exact-check task: the exact Jaccard (k,) float32 of uid pairs (k, 2) from the
-    fingerprint tables (``part_fingerprints``) that hold their pages."""
-    t = pa.concat_tables(fingerprints)
-    uid = t.column("uid").to_numpy()
-    order = np.argsort(uid)
-    row = order[np.searchsorted(uid[order], pairs)]  # each page's row in t
-    lists = t.column("shingles").combine_chunks()
-    offsets = np.asarray(lists.offsets, np.int64)
-    values = np.asarray(lists.values, np.uint32)[offsets[0]:offsets[-1]]
-    return exact_jaccard(values, offsets - offsets[0], row)
-
-
 @roomy_heap
 def apply_part(part_id: str, pages_path: str, decisions: pa.Table, *, run: RunDir) -> dict[str, int]:
     """Pass 3 for one part: kept pages and dropped pages written; returns the part's final counts.
@@ -242,9 +155,15 @@ def apply_part(part_id: str, pages_path: str, decisions: pa.Table, *, run: RunDi
             "exact": kinds.get("exact", 0), "url": kinds.get("url", 0), "near": kinds.get("near", 0)}
 
 
-def _concat(tables: list[pa.Table]) -> pa.Table:
+def _unique_members(tables: list[pa.Table]) -> pa.Table | None:
+    """The reducers' member rows as one table sorted by uid, each page once (a page joined by
+    edges of two slot ranges comes from both reducers), or None without any."""
     tables = [t for t in tables if t.num_rows]
-    return pa.concat_tables(tables) if tables else None
+    if not tables:
+        return None
+    t = pa.concat_tables(tables).sort_by("uid")
+    uid = t.column("uid").to_numpy()
+    return t.filter(pa.array(np.r_[True, uid[1:] != uid[:-1]]))
 
 
 class DedupStage(Stage):
@@ -289,9 +208,10 @@ class DedupStage(Stage):
         if pages.num_rows >= 2**ROW_BITS:
             raise ValueError(f"{pages.num_rows} rows in one part: more than dedup's 32-bit row index")
         sig, bands, shingles = sign_part(pages, part.args["index"], cfg, part.args.get("lsh"))
-        write_sig_table(run, sig_path(run, part.id), sig)
+        batch = cfg.dedup.batch_rows
+        write_sig_table(run, sig_path(run, part.id), sig, batch)
         if shingles is not None:
-            write_sig_table(run, shingles_path(run, part.id), shingles)
+            write_sig_table(run, shingles_path(run, part.id), shingles, batch)
         write_band_rows(run, run.path(BANDS_DIR, f"{part.id}.parquet"), bands)
         n = pages.num_rows
         return {"in": n, "out": n, "rejected": 0, "dropped": 0, "band_rows": bands.num_rows}
@@ -301,35 +221,29 @@ class DedupStage(Stage):
         t0 = time.perf_counter()
         parts = self.plan(cfg, run)
         band_paths = [run.path(BANDS_DIR, f"{p.id}.parquet") for p in parts]
-        sig_paths = [sig_path(run, q.id) for q in parts] + ([shingles_path(run, q.id) for q in parts] if s.near else [])
-        gone = [p for p in band_paths + sig_paths if not run.fs.exists(p)]
+        sigs = [sig_path(run, p.id) for p in parts]
+        shingles = [shingles_path(run, p.id) for p in parts]
+        gone = [p for p in band_paths + sigs + (shingles if s.near else []) if not run.fs.exists(p)]
         if gone:  # finished once already and cleaned up, but the manifest was not saved
             raise StageError(self.name, f"{gone[0]} is missing; run `pagecat dedup --force`")
         total_rows = sum(int(manifest.parts.get(p.id, {}).get("band_rows", 0)) for p in parts)
         workers = client.scheduler_info(n_workers=-1).get("workers", {})
-        n_workers = max(len(workers), 1)
         slots = sum(w.get("nthreads", 1) for w in workers.values()) or 1
-        ranges = slot_ranges(total_rows, s.rows_per_reducer, min_tasks=n_workers)
-        futures = client.map(reduce_slots, [lo for lo, _ in ranges], [hi for _, hi in ranges], run=run,
-                             paths=band_paths, collapse_exact=s.exact, max_bucket_pairs=s.max_bucket_pairs,
-                             pure=False)
-        edges = [e for e in client.gather(futures) if len(e)]
+        ranges = slot_ranges(total_rows, s.rows_per_reducer, min_tasks=slots)
+        results = client.gather(client.map(
+            verified_edges, [lo for lo, _ in ranges], [hi for _, hi in ranges], run=run, settings=s,
+            band_paths=band_paths, sig_paths=sigs, shingle_paths=shingles, pure=False))
         t_group = time.perf_counter()
-        edges = unique_rows(np.concatenate(edges)) if edges else np.zeros((0, 3), np.int64)
-
+        found = [e for e, _ in results if len(e)]
+        edges = unique_rows(np.concatenate(found)) if found else np.zeros((0, 4), np.int64)
+        members = _unique_members([m for _, m in results if m is not None])
         near = edges[:, 2] == NEAR
-        index = {p.args["index"]: p for p in parts}
-        members = self._members(run, client, index, np.unique(edges[:, :2]), slots)
-        uid = members.column("uid").to_numpy() if members is not None else np.zeros(0, np.int64)
-        sig = (np.asarray(members.column("sig").combine_chunks().flatten()).reshape(len(uid), -1)
-               if members is not None else np.zeros((0, 1), np.uint32))
-        accepted, checked = self._verify(cfg, run, client, index, edges[near, :2], uid, sig, slots)
-        verified = ~near
-        verified[near] = accepted
+        verified = (edges[:, 3] & ACCEPTED) > 0
+        checked = (edges[:, 3] & CHECKED) > 0
         t_verify = time.perf_counter()
         comp_uids, comp = components(edges[verified, :2])
 
-        decisions, n_clusters = self._decide(cfg, members, uid, sig, comp_uids, comp)
+        decisions, n_clusters = self._decide(cfg, members, comp_uids, comp)
         t_cluster = time.perf_counter()
         tables = [decisions.get(p.args["index"], DEDUP_DECISIONS.empty_table()) for p in parts]
         final = client.gather(client.map(
@@ -353,68 +267,17 @@ class DedupStage(Stage):
                                    "cluster": round(t_cluster - t_verify, 3), "apply": round(t_apply - t_cluster, 3)}}
 
     @staticmethod
-    def _members(run: RunDir, client, index: dict[int, Part], uids: np.ndarray, slots: int) -> pa.Table | None:
-        """The signature rows (what the keep rule needs, signatures) of the pages ``uids`` (k,)
-        int64, sorted by uid, or None without any: read by reader tasks (``reader_groups``: one
-        per task slot, each over a run of parts)."""
-        if len(uids) == 0:
-            return None
-        part_of = uids >> ROW_BITS
-        groups = reader_groups(np.unique(part_of).tolist(), slots)
-        members = _concat(client.gather(client.map(
-            load_members, [[sig_path(run, index[i].id) for i in g] for g in groups],
-            [[uids[part_of == i] for i in g] for g in groups], run=run, pure=False)))
-        return members.sort_by("uid")
-
-    @staticmethod
-    def _verify(cfg: Config, run: RunDir, client, index: dict[int, Part], pairs: np.ndarray, uid: np.ndarray,
-                sig: np.ndarray, slots: int) -> tuple[np.ndarray, np.ndarray]:
-        """The verdicts on the near candidate ``pairs`` (k, 2) of uids: (accepted, checked) masks.
-
-        ``uid`` (sorted) and ``sig`` are the signature rows of their pages (``_members``). The
-        client estimates each pair's Jaccard from the signatures (one vectorised comparison) and
-        sends the pairs too close to call to exact-check tasks, each a share of them ordered by
-        the parts of their pages; those take the pages' fingerprints worker to worker from reader
-        tasks (one per task slot, each over a run of the parts holding them), which read just
-        their rows of the shingles files.
-        """
-        s = cfg.dedup
-        accepted, checked = np.zeros(len(pairs), bool), np.zeros(len(pairs), bool)
-        if len(pairs) == 0:
-            return accepted, checked
-        row = np.searchsorted(uid, pairs)
-        accepted, checked = triage(estimated_jaccard(sig[row[:, 0]], sig[row[:, 1]]), s.threshold, s.num_perm)
-        if checked.any():
-            todo = pairs[checked]
-            docs = np.unique(todo)
-            doc_part = docs >> ROW_BITS
-            groups = reader_groups(np.unique(doc_part).tolist(), slots)
-            readers = client.map(part_fingerprints, [[shingles_path(run, index[i].id) for i in g] for g in groups],
-                                 [[docs[doc_part == i] for i in g] for g in groups], run=run, pure=False)
-            chosen = {i: reader for g, reader in zip(groups, readers) for i in g}
-            pair_parts = todo >> ROW_BITS
-            by_parts = np.lexsort((pair_parts[:, 1], pair_parts[:, 0]))
-            tasks = min(max(slots, -(-len(todo) // EXACT_PAIRS_PER_TASK)), len(todo))
-            chunks = np.array_split(by_parts, tasks)
-            futures = client.map(exact_pairs, [todo[c] for c in chunks],
-                                 [list({id(chosen[i]): chosen[i] for i in np.unique(pair_parts[c]).tolist()}.values())
-                                  for c in chunks], pure=False)
-            exact = np.empty(len(todo), np.float32)
-            exact[np.concatenate(chunks)] = np.concatenate(client.gather(futures))
-            accepted[np.flatnonzero(checked)] = reaches(exact, s.threshold)
-        return accepted, checked
-
-    @staticmethod
-    def _decide(cfg: Config, members: pa.Table | None, uid: np.ndarray, sig: np.ndarray, comp_uids: np.ndarray,
+    def _decide(cfg: Config, members: pa.Table | None, comp_uids: np.ndarray,
                 comp: np.ndarray) -> tuple[dict[int, pa.Table], int]:
         """Per part index, the decisions (schema DEDUP_DECISIONS) of its dropped pages, in row
-        order; and the number of clusters. ``members`` are sorted by uid, ``uid`` and ``sig`` their
-        columns. Vectorised: a million dropped pages are a few array passes, not a million Python
-        dicts."""
+        order; and the number of clusters. ``members`` (sorted by uid) are the signature rows of
+        the pages ``comp_uids`` (sorted), whose components are ``comp``. Vectorised: a million
+        dropped pages are a few array passes, not a million Python dicts."""
         if len(comp_uids) == 0:
             return {}, 0
         s = cfg.dedup
-        at = np.searchsorted(uid, comp_uids)
+        at = np.searchsorted(members.column("uid").to_numpy(), comp_uids)
+        sig = signatures(members)[at]
 
         def col(name: str) -> np.ndarray:
             return members.column(name).to_numpy(zero_copy_only=False)[at]
@@ -426,19 +289,17 @@ class DedupStage(Stage):
         # the cluster id: its earliest page (lowest uid); comp_uids is sorted, so a component's
         # first member is its earliest
         first_of = np.unique(comp, return_index=True)[1]
-        sim = estimated_jaccard(sig[at], sig[at][kept_at]).astype(np.float32)
         dropped = np.flatnonzero(comp_uids != kept)
         k = kept_at[dropped]
         exact = (tkey[dropped] != 0) & (tkey[dropped] == tkey[k]) if s.exact else np.zeros(len(dropped), bool)
         url = ~exact & (ukey[dropped] != 0) & (ukey[dropped] == ukey[k]) if s.url else np.zeros(len(dropped), bool)
-        kind = np.where(exact, "exact", np.where(url, "url", "near"))
-        similarity = np.where(exact, np.float32(1.0), sim[dropped])
+        similarity = np.where(exact, np.float32(1.0), estimated_jaccard(sig[dropped], sig[k]))
         null_similarity = url & (not s.near)
         part = comp_uids[dropped] >> ROW_BITS
         table = pa.table({
             "row": comp_uids[dropped] & ROW_MASK,
             "kept_id": pa.array(page_id[k], pa.string()),
-            "kind": pa.array(kind, pa.string()),
+            "kind": pa.array(np.where(exact, "exact", np.where(url, "url", "near")), pa.string()),
             "similarity": pa.array(similarity, pa.float32(), mask=null_similarity),
             "cluster_id": pa.array(page_id[first_of[comp[dropped]]], pa.string()),
         }, schema=DEDUP_DECISIONS)
