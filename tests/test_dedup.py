@@ -19,7 +19,16 @@ from lxml import html as lxml_html
 from pagecat.config import config_from_dict
 from pagecat.data.webkb import load_sample, split_http_response
 from pagecat.errors import StageError, UsageError
-from pagecat.etl.dedup import KeepRule, MinHasher, NearDuplicateFinder, components, estimated_jaccard, lsh_params
+from pagecat.etl.dedup import (
+    KeepRule,
+    MinHasher,
+    NearDuplicateFinder,
+    candidates,
+    components,
+    estimated_jaccard,
+    lsh_params,
+)
+from pagecat.etl.dedup import stage as dedup_stage
 from pagecat.etl.dedup.candidates import ACCEPTED, CHECKED, verified_edges
 from pagecat.etl.dedup.minhash import hash_strings, tokenize
 from pagecat.etl.dedup.shuffle import (
@@ -206,6 +215,40 @@ def test_interrupted_dedup_resumes_without_duplicates(tmp_path, client, planted)
     assert len(run.read_dataset("duplicates", schema=DUPLICATES)) == m.counts["dropped"] == 6
 
 
+def test_dedup_interrupted_while_applying_resumes_from_its_saved_decisions(tmp_path, client, planted,
+                                                                           monkeypatch):
+    """finish saves its decisions before the apply tasks run, and each apply task deletes its
+    part's pass-1 files: a stage interrupted after some parts were applied finishes from the
+    saved decisions, with the same outputs as an uninterrupted run, and leaves nothing behind."""
+    clean = RunDir(str(tmp_path / "clean"))
+    write_pages(clean, planted)
+    want = execute(DedupStage(), config_from_dict({}), clean, client, progress=False)
+
+    run = RunDir(str(tmp_path / "run"))
+    write_pages(run, planted)
+
+    def interrupted(decisions):  # the client stops once the decisions are saved; one part's files are gone
+        part = DedupStage().plan(config_from_dict({}), run)[0]
+        for path in DedupStage._intermediates(run, part):
+            run.fs.rm(path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dedup_stage, "by_part", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        execute(DedupStage(), config_from_dict({}), run, client, progress=False)
+    assert run.exists("dedup", "_decisions.arrow") and Manifest.load(run, "dedup").status == "running"
+    monkeypatch.undo()
+    m = execute(DedupStage(), config_from_dict({}), run, client, progress=False)
+    assert m.extra["resumed_at"] == "apply" and m.counts == want.counts
+    assert {k: v for k, v in m.extra.items() if k not in ("resumed_at", "finish_seconds")} == \
+        {k: v for k, v in want.extra.items() if k != "finish_seconds"}
+    for folder in ("duplicates", "dedup/pages"):
+        assert run.read_dataset(*folder.split("/")).sort_by("page_id").equals(
+            clean.read_dataset(*folder.split("/")).sort_by("page_id"))
+    assert not run.exists("dedup", "_sig") and not run.exists("dedup", "_bands")
+    assert not run.exists("dedup", "_decisions.arrow")
+
+
 def test_an_empty_pages_part_passes_through(tmp_path, client, planted):
     run = RunDir(str(tmp_path / "run"))
     write_pages(run, {**planted, "bucket=2/part-0.parquet": []})
@@ -240,11 +283,12 @@ def test_reducers_read_back_the_rows_they_ask_for(tmp_path, planted, where):
 
 
 @pytest.mark.parametrize("where", ["local", "memory"])
-def test_reducers_verify_the_same_edges_however_the_slots_are_split(tmp_path, webkb_texts, where):
+def test_reducers_verify_the_same_edges_however_the_slots_are_split(tmp_path, webkb_texts, where, monkeypatch):
     """Pass 1 in process on pages with near copies at 1 to 30 edits (some borderline, checked
-    exactly), then the reducers over the whole slot space and over 4 ranges: the same edges with
-    the same verdicts (a pair found in two ranges is judged alike in both), and the member rows
-    of every page an accepted edge joins, with its signature as pass 1 wrote it."""
+    exactly), then the reducers over the whole slot space and over 4 ranges, and with the
+    borderline pairs read 2 at a time: the same edges with the same verdicts (a pair found in two
+    ranges is judged alike in both), and the member rows of every page an accepted edge joins,
+    with its signature as pass 1 wrote it."""
     run = RunDir(str(tmp_path / "run") if where == "local" else f"memory://pagecat-{uuid.uuid4().hex}")
     rng = random.Random(3)
     rows = [page_row(u, t) for u, t in webkb_texts[:30]]
@@ -263,6 +307,8 @@ def test_reducers_verify_the_same_edges_however_the_slots_are_split(tmp_path, we
     whole, members = verified_edges(0, 1 << 16, **kw)
     split = [verified_edges(lo, hi, **kw) for lo, hi in slot_ranges(4, 1)]
     assert np.array_equal(unique_rows(np.concatenate([e for e, _ in split])), unique_rows(whole))
+    monkeypatch.setattr(candidates, "EXACT_PAIRS_PER_READ", 2)
+    assert np.array_equal(verified_edges(0, 1 << 16, **kw)[0], whole)
     verdict = whole[:, 3]
     assert (verdict & CHECKED).any() and (verdict & ACCEPTED).any() and not (verdict & ACCEPTED).all()
     joined = np.unique(whole[(verdict & ACCEPTED) > 0, :2])

@@ -28,6 +28,7 @@ from .verify import exact_jaccard, reaches, triage
 
 # verdict bits of an edge (column 3 of verified_edges' result)
 ACCEPTED, CHECKED = 1, 2
+EXACT_PAIRS_PER_READ = 50_000  # borderline pairs whose pages' fingerprints are read and compared at once
 
 
 def exact_pairs(pairs: np.ndarray, fingerprints: pa.Table) -> np.ndarray:
@@ -54,10 +55,12 @@ def judge(edges: np.ndarray, members: pa.Table, s: DedupSettings, shingle_paths:
     sig = signatures(members)
     row = np.searchsorted(members.column("uid").to_numpy(), edges[near, :2])
     accepted, checked = triage(estimated_jaccard(sig[row[:, 0]], sig[row[:, 1]]), s.threshold, s.num_perm)
-    if checked.any():
-        todo = edges[near[checked], :2]
-        prints = read_part_rows(shingle_paths, np.unique(todo), run)
-        accepted[checked] = reaches(exact_pairs(todo, prints), s.threshold)
+    todo = edges[near[checked], :2]
+    exact = np.empty(len(todo), np.float32)
+    for lo in range(0, len(todo), EXACT_PAIRS_PER_READ):  # bounds the fingerprints held at once
+        pairs = todo[lo:lo + EXACT_PAIRS_PER_READ]
+        exact[lo:lo + len(pairs)] = exact_pairs(pairs, read_part_rows(shingle_paths, np.unique(pairs), run))
+    accepted[checked] = reaches(exact, s.threshold)
     verdict[near] = accepted * ACCEPTED + checked * CHECKED
     return verdict
 

@@ -15,7 +15,7 @@ Passes (see ``shuffle`` for the group-by):
    and the part's band rows to ``dedup/_bands/<part>.parquet``. The fingerprints take 4 bytes
    per shingle (about one per word: on WebKB about 1.6 times the compressed pages part) and
    are kept apart, so that only the few rows the exact check needs are ever read back; like
-   the rest of ``_sig``, they are deleted when the stage finishes.
+   the rest of ``_sig``, they are deleted once the part's pages are applied (pass 3).
 2. ``finish``: reducer tasks (``candidates.verified_edges``, one per slot range, at least one
    per task slot of the cluster) group the band rows by key and verify the candidates where
    they find them: each reads the signature rows of its edges' pages, estimates every near
@@ -25,11 +25,13 @@ Passes (see ``shuffle`` for the group-by):
    connected components of the verified edges and each keeps one page by ``dedup.keep``
    (labelled, then longest, then earliest by default). Every read of a part's files is a
    worker's; the client runs only the vectorised steps over the edges.
-3. ``finish`` again, one task per part: the part's kept pages to ``dedup/pages/<part>.parquet``
-   and its dropped pages to ``duplicates/<part>.parquet`` (kept id, similarity to the kept
-   page, kind, cluster id). The manifest's counts are these final ones (in = out + dropped);
-   ``manifest.parts`` keeps pass 1's counts, so a stage killed in pass 1 resumes at the parts
-   not signed yet, and one killed in ``finish`` redoes only ``finish`` (its writes overwrite).
+3. ``finish`` saves its decisions (``dedup/_decisions.arrow``), then runs one task per part:
+   the part's kept pages to ``dedup/pages/<part>.parquet`` and its dropped pages to
+   ``duplicates/<part>.parquet`` (kept id, similarity to the kept page, kind, cluster id),
+   after which the task deletes the part's pass-1 files. The manifest's counts are these final
+   ones (in = out + dropped); ``manifest.parts`` keeps pass 1's counts, so a stage killed in
+   pass 1 resumes at the parts not signed yet, one killed in pass 2 redoes ``finish``, and one
+   killed while applying applies again from the saved decisions (its writes overwrite).
 
 Every task runs under ``heap.roomy_heap`` (Dask's workers pin glibc's mmap threshold; the
 tasks' large temporaries would each be mapped and faulted in afresh).
@@ -41,6 +43,8 @@ reaches ``docs/`` at all.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 from collections import Counter
 from typing import Any
@@ -137,9 +141,11 @@ def sign_part(pages: pa.Table, index: int, cfg: Config,
 
 
 @roomy_heap
-def apply_part(part_id: str, pages_path: str, decisions: pa.Table, *, run: RunDir) -> dict[str, int]:
-    """Pass 3 for one part: kept pages and dropped pages written; returns the part's final counts.
-    ``decisions`` (schema DEDUP_DECISIONS) are the part's dropped rows, sent with the task."""
+def apply_part(part_id: str, pages_path: str, decisions: pa.Table, intermediates: list[str], *,
+               run: RunDir) -> dict[str, int]:
+    """Pass 3 for one part: kept pages and dropped pages written, then the part's pass-1 files
+    (``intermediates``) deleted; returns the part's final counts. ``decisions`` (schema
+    DEDUP_DECISIONS) are the part's dropped rows, sent with the task."""
     pages = run.read_part(pages_path).cast(PAGES)
     dec = decisions.sort_by("row")
     rows = dec.column("row")
@@ -150,9 +156,45 @@ def apply_part(part_id: str, pages_path: str, decisions: pa.Table, *, run: RunDi
                      "cluster_id": dec["cluster_id"]}, schema=DUPLICATES)
     run.write_table(run.path(PAGES_DIR, f"{part_id}.parquet"), kept)
     run.write_table(run.path(DUPLICATES_DIR, f"{part_id}.parquet"), dups)
+    for path in intermediates:
+        with contextlib.suppress(FileNotFoundError):  # deleted by this task's earlier run
+            run.fs.rm(path)
     kinds = Counter(dec.column("kind").to_pylist())
     return {"in": pages.num_rows, "out": kept.num_rows, "rejected": 0, "dropped": dups.num_rows,
             "exact": kinds.get("exact", 0), "url": kinds.get("url", 0), "near": kinds.get("near", 0)}
+
+
+# What finish decided, saved before the apply tasks run (dedup/_decisions.arrow): a finish
+# interrupted while applying resumes there, after pass 1's files are gone.
+DECISIONS_PATH = "dedup/_decisions.arrow"
+DECISIONS_FILE = DEDUP_DECISIONS.append(pa.field("part", pa.int64()))
+STATS_KEY = b"pagecat.dedup_stats"
+
+
+def save_decisions(run: RunDir, decisions: pa.Table, stats: dict[str, Any]) -> None:
+    """``decisions`` (schema DECISIONS_FILE) and the finish's ``stats``, written atomically."""
+    decisions = decisions.replace_schema_metadata({STATS_KEY: json.dumps(stats).encode()})
+    with run.atomic_sink(run.path(DECISIONS_PATH)) as sink, pa.ipc.new_file(sink, decisions.schema) as writer:
+        writer.write_table(decisions)
+
+
+def load_decisions(run: RunDir) -> tuple[pa.Table, dict[str, Any]] | None:
+    """What ``save_decisions`` wrote, or None when there is no decisions file."""
+    if not run.exists(DECISIONS_PATH):
+        return None
+    with run.fs.open(run.path(DECISIONS_PATH), "rb") as fh:
+        table = pa.ipc.open_file(fh).read_all()
+    return table.replace_schema_metadata(None), json.loads(table.schema.metadata[STATS_KEY])
+
+
+def by_part(decisions: pa.Table) -> dict[int, pa.Table]:
+    """Decisions (schema DECISIONS_FILE) per part index, without the part column (schema
+    DEDUP_DECISIONS), each part's in the order given."""
+    part = decisions.column("part").to_numpy()
+    order = np.argsort(part, kind="stable")
+    bounds = np.flatnonzero(np.r_[True, np.diff(part[order]) != 0, True]) if len(part) else np.zeros(1, np.int64)
+    table = decisions.drop_columns(["part"])
+    return {int(part[order[lo]]): table.take(order[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])}
 
 
 def _unique_members(tables: list[pa.Table]) -> pa.Table | None:
@@ -217,64 +259,83 @@ class DedupStage(Stage):
         return {"in": n, "out": n, "rejected": 0, "dropped": 0, "band_rows": bands.num_rows}
 
     def finish(self, cfg: Config, run: RunDir, client, manifest: Manifest) -> dict[str, Any]:
-        s = cfg.dedup
         t0 = time.perf_counter()
         parts = self.plan(cfg, run)
-        band_paths = [run.path(BANDS_DIR, f"{p.id}.parquet") for p in parts]
-        sigs = [sig_path(run, p.id) for p in parts]
-        shingles = [shingles_path(run, p.id) for p in parts]
-        gone = [p for p in band_paths + sigs + (shingles if s.near else []) if not run.fs.exists(p)]
-        if gone:  # finished once already and cleaned up, but the manifest was not saved
-            raise StageError(self.name, f"{gone[0]} is missing; run `pagecat dedup --force`")
-        total_rows = sum(int(manifest.parts.get(p.id, {}).get("band_rows", 0)) for p in parts)
-        workers = client.scheduler_info(n_workers=-1).get("workers", {})
-        slots = sum(w.get("nthreads", 1) for w in workers.values()) or 1
-        ranges = slot_ranges(total_rows, s.rows_per_reducer, min_tasks=slots)
-        results = client.gather(client.map(
-            verified_edges, [lo for lo, _ in ranges], [hi for _, hi in ranges], run=run, settings=s,
-            band_paths=band_paths, sig_paths=sigs, shingle_paths=shingles, pure=False))
-        t_group = time.perf_counter()
-        found = [e for e, _ in results if len(e)]
-        edges = unique_rows(np.concatenate(found)) if found else np.zeros((0, 4), np.int64)
-        members = _unique_members([m for _, m in results if m is not None])
-        near = edges[:, 2] == NEAR
-        verified = (edges[:, 3] & ACCEPTED) > 0
-        checked = (edges[:, 3] & CHECKED) > 0
-        t_verify = time.perf_counter()
-        comp_uids, comp = components(edges[verified, :2])
-
-        decisions, n_clusters = self._decide(cfg, members, comp_uids, comp)
-        t_cluster = time.perf_counter()
-        tables = [decisions.get(p.args["index"], DEDUP_DECISIONS.empty_table()) for p in parts]
+        saved = load_decisions(run)
+        if saved is None:
+            decisions, stats = self._find(cfg, run, client, manifest, parts)
+            save_decisions(run, decisions, stats)
+        else:  # an earlier finish decided, then was interrupted while applying
+            decisions, stats = saved
+            stats = {**stats, "resumed_at": "apply"}
+        t_decided = time.perf_counter()
+        tables = by_part(decisions)
+        # each apply task deletes its part's pass-1 files once its outputs are written
         final = client.gather(client.map(
-            apply_part, [p.id for p in parts], [p.inputs[0] for p in parts], tables, run=run, pure=False))
+            apply_part, [p.id for p in parts], [p.inputs[0] for p in parts],
+            [tables.get(p.args["index"], DEDUP_DECISIONS.empty_table()) for p in parts],
+            [self._intermediates(run, p) for p in parts], run=run, pure=False))
         t_apply = time.perf_counter()
         counts: dict[str, int] = {}
         for c in final:
             for k, v in c.items():
                 counts[k] = counts.get(k, 0) + v
         manifest.counts = counts  # the final outcome; manifest.parts keeps pass 1's counts
-        for folder in (BANDS_DIR, SIG_DIR):
+        for folder in (BANDS_DIR, SIG_DIR, DECISIONS_PATH):  # the decisions last: until then a rerun resumes
             run.remove(folder)
+        seconds = {**stats.pop("seconds", {}), "apply": round(t_apply - t_decided, 3)}
+        if saved is not None:
+            seconds = {"load": round(t_decided - t0, 3), "apply": seconds["apply"]}
+        return {**stats, "final_parts": {p.id: c for p, c in zip(parts, final)}, "finish_seconds": seconds}
+
+    @staticmethod
+    def _intermediates(run: RunDir, part: Part) -> list[str]:
+        """Pass 1's files of ``part``."""
+        return [run.path(BANDS_DIR, f"{part.id}.parquet"), sig_path(run, part.id), shingles_path(run, part.id)]
+
+    def _find(self, cfg: Config, run: RunDir, client, manifest: Manifest,
+              parts: list[Part]) -> tuple[pa.Table, dict[str, Any]]:
+        """The decisions on every dropped page (schema DECISIONS_FILE) and the counts of what
+        was found: the reducer tasks, then the clusters and the keep rule on the client."""
+        s = cfg.dedup
+        t0 = time.perf_counter()
+        if parts and not (run.exists(SIG_DIR) and run.exists(BANDS_DIR)):
+            # finished once already and cleaned up, but the manifest was not saved
+            raise StageError(self.name, f"{run.path(SIG_DIR)} is missing; run `pagecat dedup --force`")
+        total_rows = sum(int(manifest.parts.get(p.id, {}).get("band_rows", 0)) for p in parts)
+        workers = client.scheduler_info(n_workers=-1).get("workers", {})
+        slots = sum(w.get("nthreads", 1) for w in workers.values()) or 1
+        ranges = slot_ranges(total_rows, s.rows_per_reducer, min_tasks=slots)
+        paths = list(zip(*(self._intermediates(run, p) for p in parts))) or [[], [], []]
+        results = client.gather(client.map(
+            verified_edges, [lo for lo, _ in ranges], [hi for _, hi in ranges], run=run, settings=s,
+            band_paths=list(paths[0]), sig_paths=list(paths[1]), shingle_paths=list(paths[2]), pure=False))
+        t_reduce = time.perf_counter()
+        found = [e for e, _ in results if len(e)]
+        edges = unique_rows(np.concatenate(found)) if found else np.zeros((0, 4), np.int64)
+        near = edges[:, 2] == NEAR
+        verified = (edges[:, 3] & ACCEPTED) > 0
+        comp_uids, comp = components(edges[verified, :2])
+        decisions, n_clusters = self._decide(
+            cfg, _unique_members([m for _, m in results if m is not None]), comp_uids, comp)
         bands, rows = lsh_params(s.threshold, s.num_perm) if s.near else (0, 0)
-        return {"clusters": n_clusters, "candidate_pairs": int(near.sum()),
-                "verified_pairs": int((near & verified).sum()), "exact_checked_pairs": int(checked.sum()),
-                "exact_edges": int((edges[:, 2] == EXACT).sum()),
-                "url_edges": int((edges[:, 2] == URL).sum()), "reducers": len(ranges), "band_rows": total_rows,
-                "lsh_bands": bands, "lsh_rows": rows, "keep": list(s.keep),
-                "final_parts": {p.id: c for p, c in zip(parts, final)},
-                "finish_seconds": {"group_by": round(t_group - t0, 3), "verify": round(t_verify - t_group, 3),
-                                   "cluster": round(t_cluster - t_verify, 3), "apply": round(t_apply - t_cluster, 3)}}
+        return decisions, {
+            "clusters": n_clusters, "candidate_pairs": int(near.sum()), "verified_pairs": int((near & verified).sum()),
+            "exact_checked_pairs": int(((edges[:, 3] & CHECKED) > 0).sum()),
+            "exact_edges": int((edges[:, 2] == EXACT).sum()), "url_edges": int((edges[:, 2] == URL).sum()),
+            "reducers": len(ranges), "band_rows": total_rows, "lsh_bands": bands, "lsh_rows": rows,
+            "keep": list(s.keep),
+            "seconds": {"reduce": round(t_reduce - t0, 3), "cluster": round(time.perf_counter() - t_reduce, 3)}}
 
     @staticmethod
     def _decide(cfg: Config, members: pa.Table | None, comp_uids: np.ndarray,
-                comp: np.ndarray) -> tuple[dict[int, pa.Table], int]:
-        """Per part index, the decisions (schema DEDUP_DECISIONS) of its dropped pages, in row
-        order; and the number of clusters. ``members`` (sorted by uid) are the signature rows of
-        the pages ``comp_uids`` (sorted), whose components are ``comp``. Vectorised: a million
-        dropped pages are a few array passes, not a million Python dicts."""
+                comp: np.ndarray) -> tuple[pa.Table, int]:
+        """The decisions (schema DECISIONS_FILE: DEDUP_DECISIONS and each page's part index) of
+        every dropped page, by uid; and the number of clusters. ``members`` (sorted by uid) are the
+        signature rows of the pages ``comp_uids`` (sorted), whose components are ``comp``.
+        Vectorised: a million dropped pages are a few array passes, not a million Python dicts."""
         if len(comp_uids) == 0:
-            return {}, 0
+            return DECISIONS_FILE.empty_table(), 0
         s = cfg.dedup
         at = np.searchsorted(members.column("uid").to_numpy(), comp_uids)
         sig = signatures(members)[at]
@@ -295,15 +356,11 @@ class DedupStage(Stage):
         url = ~exact & (ukey[dropped] != 0) & (ukey[dropped] == ukey[k]) if s.url else np.zeros(len(dropped), bool)
         similarity = np.where(exact, np.float32(1.0), estimated_jaccard(sig[dropped], sig[k]))
         null_similarity = url & (not s.near)
-        part = comp_uids[dropped] >> ROW_BITS
-        table = pa.table({
+        return pa.table({
             "row": comp_uids[dropped] & ROW_MASK,
             "kept_id": pa.array(page_id[k], pa.string()),
             "kind": pa.array(np.where(exact, "exact", np.where(url, "url", "near")), pa.string()),
             "similarity": pa.array(similarity, pa.float32(), mask=null_similarity),
             "cluster_id": pa.array(page_id[first_of[comp[dropped]]], pa.string()),
-        }, schema=DEDUP_DECISIONS)
-        by_part = np.argsort(part, kind="stable")  # comp_uids is sorted: rows stay in order within a part
-        bounds = np.flatnonzero(np.r_[True, np.diff(part[by_part]) != 0, True])
-        return ({int(part[by_part[lo]]): table.take(by_part[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])},
-                int(comp.max()) + 1)
+            "part": comp_uids[dropped] >> ROW_BITS,
+        }, schema=DECISIONS_FILE), int(comp.max()) + 1
