@@ -203,9 +203,11 @@ def _unique_members(tables: list[pa.Table]) -> pa.Table | None:
     tables = [t for t in tables if t.num_rows]
     if not tables:
         return None
-    t = pa.concat_tables(tables).sort_by("uid")
+    t = pa.concat_tables(tables)
     uid = t.column("uid").to_numpy()
-    return t.filter(pa.array(np.r_[True, uid[1:] != uid[:-1]]))
+    order = np.argsort(uid, kind="stable")
+    first = np.r_[True, uid[order][1:] != uid[order][:-1]]
+    return t.take(pa.array(order[first]))  # one copy of the rows kept
 
 
 class DedupStage(Stage):
@@ -337,15 +339,13 @@ class DedupStage(Stage):
         if len(comp_uids) == 0:
             return DECISIONS_FILE.empty_table(), 0
         s = cfg.dedup
-        at = np.searchsorted(members.column("uid").to_numpy(), comp_uids)
-        sig = signatures(members)[at]
+        at = np.searchsorted(members.column("uid").to_numpy(), comp_uids)  # each page's members row
 
         def col(name: str) -> np.ndarray:
             return members.column(name).to_numpy(zero_copy_only=False)[at]
 
-        page_id, length, labelled = col("page_id"), col("length"), col("labelled")
         tkey, ukey = col("text_key"), col("url_key")
-        kept = KeepRule(s.keep).kept(comp, comp_uids, length, labelled)
+        kept = KeepRule(s.keep).kept(comp, comp_uids, col("length"), col("labelled"))
         kept_at = np.searchsorted(comp_uids, kept)
         # the cluster id: its earliest page (lowest uid); comp_uids is sorted, so a component's
         # first member is its earliest
@@ -354,13 +354,14 @@ class DedupStage(Stage):
         k = kept_at[dropped]
         exact = (tkey[dropped] != 0) & (tkey[dropped] == tkey[k]) if s.exact else np.zeros(len(dropped), bool)
         url = ~exact & (ukey[dropped] != 0) & (ukey[dropped] == ukey[k]) if s.url else np.zeros(len(dropped), bool)
-        similarity = np.where(exact, np.float32(1.0), estimated_jaccard(sig[dropped], sig[k]))
-        null_similarity = url & (not s.near)
+        sig = signatures(members)  # a view: only the dropped pages' and their kept pages' rows are copied
+        similarity = np.where(exact, np.float32(1.0), estimated_jaccard(sig[at[dropped]], sig[at[k]]))
+        page_id = members.column("page_id").combine_chunks()  # taken as Arrow strings, never as Python ones
         return pa.table({
             "row": comp_uids[dropped] & ROW_MASK,
-            "kept_id": pa.array(page_id[k], pa.string()),
+            "kept_id": page_id.take(pa.array(at[k])),
             "kind": pa.array(np.where(exact, "exact", np.where(url, "url", "near")), pa.string()),
-            "similarity": pa.array(similarity, pa.float32(), mask=null_similarity),
-            "cluster_id": pa.array(page_id[first_of[comp[dropped]]], pa.string()),
+            "similarity": pa.array(similarity, pa.float32(), mask=url & (not s.near)),
+            "cluster_id": page_id.take(pa.array(at[first_of[comp[dropped]]])),
             "part": comp_uids[dropped] >> ROW_BITS,
         }, schema=DECISIONS_FILE), int(comp.max()) + 1
