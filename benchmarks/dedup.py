@@ -303,9 +303,11 @@ def run_stage(texts: list[str], workers: int, parts: int, warm: bool = True) -> 
                                                                                        dict[str, float]]:
     """(seconds, peak MB of the busiest worker, manifest, CPU use) of the dedup stage on a fresh
     LocalCluster, started by ``pagecat.cluster.connect``. CPU use: the workers' user and system
-    seconds and minor page faults (summed), and the CPU seconds other programs took from the
-    machine meanwhile (its busy time less this process's and the workers'), which a shared
-    machine's other work adds to the wall clock.
+    seconds and minor page faults (summed), this process's CPU seconds (the scheduler, the
+    client and the nannies run here: on a machine whose cores all run workers, they take their
+    time from the tasks), and the CPU seconds other programs took from the machine meanwhile
+    (its busy time less this process's and the workers'), which a shared machine's other work
+    adds to the wall clock.
 
     ``warm``: the workers import the stage's modules and build an Arrow array before the clock
     starts, as they have after any earlier stage of ``pagecat run`` (one cluster serves every
@@ -335,6 +337,7 @@ def run_stage(texts: list[str], workers: int, parts: int, warm: bool = True) -> 
             peak = max(client.run(own_peak_rss_mb).values())
     used = [sum(after[w][i] - before[w][i] for w in after) for i in range(3)]
     usage = {"worker_user_seconds": used[0], "worker_sys_seconds": used[1], "worker_page_faults": used[2],
+             "scheduler_and_client_cpu_seconds": own,
              "other_programs_cpu_seconds": max(busy - used[0] - used[1] - own, 0.0)}
     return t.seconds, peak, m, usage
 
