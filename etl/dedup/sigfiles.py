@@ -10,7 +10,7 @@ it asks for; a local file is memory-mapped, and only the rows copied out are rea
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -63,7 +63,10 @@ def read_sig_rows(run: RunDir, path: str, rows: np.ndarray) -> pa.Table:
             reader = pa.ipc.open_file(pa.memory_map(path))
         else:
             reader = pa.ipc.open_file(stack.enter_context(run.fs.open(path, "rb")))
-        per_batch = int(reader.schema.metadata[BATCH_KEY])
+        per_batch = int((reader.schema.metadata or {}).get(BATCH_KEY, 0))
+        if per_batch < 1:
+            raise ValueError(f"{path} does not record its batch size (written by an older pagecat); "
+                             "run `pagecat dedup --force`")
         batch_of = rows // per_batch
         bounds = np.flatnonzero(np.r_[True, batch_of[1:] != batch_of[:-1], True])
         return pa.Table.from_batches(
@@ -71,11 +74,13 @@ def read_sig_rows(run: RunDir, path: str, rows: np.ndarray) -> pa.Table:
              for lo, hi in zip(bounds[:-1], bounds[1:])] if len(rows) else [], reader.schema)
 
 
-def read_part_rows(paths: Sequence[str] | Mapping[int, str], uids: np.ndarray, run: RunDir) -> pa.Table:
-    """The rows of the pages ``uids`` (k,) int64, sorted, from the per-part files ``paths`` (by
-    part index: ``paths[uid >> ROW_BITS]``), as one table in uid order with a ``uid`` column
+def read_part_rows(paths: Sequence[str], uids: np.ndarray, run: RunDir) -> pa.Table:
+    """The rows of the pages ``uids`` (k,) int64, sorted, from the per-part files ``paths`` (one
+    per part index: ``paths[uid >> ROW_BITS]``), as one table in uid order with a ``uid`` column
     first when the files have none (shingles files)."""
     uids = np.asarray(uids, np.int64)
+    if len(uids) == 0:
+        raise ValueError("read_part_rows needs at least one uid")
     part_of = uids >> ROW_BITS
     bounds = np.flatnonzero(np.r_[True, part_of[1:] != part_of[:-1], True])
     tables = []
