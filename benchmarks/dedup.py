@@ -32,11 +32,15 @@ rows (pagecat and datasketch pick 9 x 13 themselves).
 Then the dedup stage itself on a LocalCluster (wall clock): 1 worker against 2 (speed-up), on
 warm workers (the stage's modules imported and an Arrow array built, as after an earlier stage
 of ``pagecat run``; best of 3) and cold ones (not with --quick), with the seconds of each pass,
-the workers' user and system CPU seconds and page faults, and the CPU seconds other programs
-took from the machine during the run (on a shared machine they lengthen the wall clock, the
-2-worker run most); then the same speed-up (warm) on the doubled corpus, where the stage's
-fixed latencies (a few rounds of small tasks between the passes) weigh half as much; and the
-peak memory of the busiest worker at both sizes (it should stay flat: the work is per part).
+the workers' user and system CPU seconds and page faults, this process's CPU seconds (the
+scheduler, the client and the nannies), and the CPU seconds other programs took from the machine
+during the run (on a shared machine they lengthen the wall clock, the 2-worker run most); then
+(not with --quick) the same 2 workers against 1 worker confined to one CPU, this process
+included: on a machine of 2 CPUs, the 1-worker run above leaves the scheduler and the client a
+CPU of their own, which the 2-worker run has to share with the tasks; then the speed-up (warm)
+on the doubled corpus, where the stage's fixed latencies (the rounds of tasks between the
+passes) weigh half as much; and the peak memory of the busiest worker at both sizes (it should
+stay flat: the work is per part).
 The stage's corpus is WebKB plus word-order permutations of it (as many documents again each,
 none a duplicate), x8 (x1 with --quick), in parts of about 4,400 pages (11 MB of text) each;
 the doubled corpus has twice as many parts of the same size.
@@ -50,6 +54,7 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per system
 
+import contextlib  # noqa: E402
 import hashlib  # noqa: E402
 import random  # noqa: E402
 import re  # noqa: E402
@@ -58,6 +63,7 @@ import sys  # noqa: E402
 import tarfile  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING  # noqa: E402
 
@@ -299,8 +305,19 @@ def _import_stage() -> None:
     pyarrow.array([0])
 
 
-def run_stage(texts: list[str], workers: int, parts: int, warm: bool = True) -> tuple[float, float, Manifest,
-                                                                                       dict[str, float]]:
+@contextlib.contextmanager
+def _on_cpus(cpus) -> Iterator[None]:
+    """This process (and what it starts meanwhile) on the CPUs ``cpus`` only, for the block."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, set(cpus))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def run_stage(texts: list[str], workers: int, parts: int, warm: bool = True,
+              cpus: int | None = None) -> tuple[float, float, Manifest, dict[str, float]]:
     """(seconds, peak MB of the busiest worker, manifest, CPU use) of the dedup stage on a fresh
     LocalCluster, started by ``pagecat.cluster.connect``. CPU use: the workers' user and system
     seconds and minor page faults (summed), this process's CPU seconds (the scheduler, the
@@ -312,14 +329,18 @@ def run_stage(texts: list[str], workers: int, parts: int, warm: bool = True) -> 
     ``warm``: the workers import the stage's modules and build an Arrow array before the clock
     starts, as they have after any earlier stage of ``pagecat run`` (one cluster serves every
     stage); cold, each worker's first task pays the imports (about half a second, pyarrow's
-    lazy import of pandas included)."""
+    lazy import of pandas included).
+
+    ``cpus``: this process, and the cluster it starts (the scheduler, the client and the workers
+    inherit its CPU affinity), run on only that many of the machine's CPUs."""
     from pagecat.cluster import connect
     from pagecat.config import config_from_dict
     from pagecat.etl.dedup.stage import DedupStage
     from pagecat.runs import RunDir
     from pagecat.stage import execute
 
-    with tempfile.TemporaryDirectory() as tmp:
+    allowed = os.sched_getaffinity(0)
+    with tempfile.TemporaryDirectory() as tmp, _on_cpus(sorted(allowed)[:cpus] if cpus else allowed):
         run = RunDir(tmp)
         write_pages(run, texts, parts)
         cfg = config_from_dict({
@@ -369,6 +390,16 @@ def stage_scaling(texts: list[str], parts: int, name: str, quick: bool, detail: 
                 results.append(Result("pagecat-stage", name, f"pass1_seconds_{workers}w",
                                       m.seconds - sum(phases.values()), "s"))
                 results += [Result("pagecat-stage", name, f"{k}_seconds_{workers}w", v, "s") for k, v in phases.items()]
+            if not quick and len(os.sched_getaffinity(0)) >= 2:
+                # the same 2 workers against 1 worker on 1 CPU: the scheduler and the client then
+                # share the CPUs in both runs, where above the 1-worker run has a CPU to spare for them
+                pinned = [(run_stage(texts, 1, parts, True, cpus=1), run_stage(texts, 2, parts, True, cpus=2))
+                          for _ in range(3)]
+                t1c = min(r[0][0] for r in pinned)
+                t2c = min(r[1][0] for r in pinned)
+                results += [Result("pagecat-stage", name, "seconds_1_worker_on_1_cpu", t1c, "s"),
+                            Result("pagecat-stage", name, "seconds_2_workers_on_2_cpus", t2c, "s"),
+                            Result("pagecat-stage", name, "speedup_2_workers_on_2_cpus_vs_1", t1c / t2c, "x")]
             results += [Result("pagecat-stage", name, "pages", m1.counts["in"], "pages"),
                         Result("pagecat-stage", name, "dropped", m1.counts["dropped"], "pages"),
                         Result("pagecat-stage", name, "exact_checked_pairs", m1.extra["exact_checked_pairs"], "pairs")]
