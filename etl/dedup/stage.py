@@ -44,7 +44,6 @@ reaches ``docs/`` at all.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections import Counter
 from typing import Any
@@ -61,6 +60,7 @@ from pagecat.stage import Part, Stage
 
 from .candidates import ACCEPTED, CHECKED, verified_edges
 from .clusters import KEEP_CRITERIA, KeepRule, components
+from .decisions import DECISIONS_FILE, DECISIONS_PATH, by_part, load_decisions, save_decisions
 from .heap import roomy_heap
 from .minhash import MinHasher, band_keys, estimated_jaccard, hash_strings, is_empty, lsh_params
 from .shuffle import EXACT, EXACT_BAND, NEAR, URL, URL_BAND, band_rows, slot_ranges, unique_rows, write_band_rows
@@ -162,39 +162,6 @@ def apply_part(part_id: str, pages_path: str, decisions: pa.Table, intermediates
     kinds = Counter(dec.column("kind").to_pylist())
     return {"in": pages.num_rows, "out": kept.num_rows, "rejected": 0, "dropped": dups.num_rows,
             "exact": kinds.get("exact", 0), "url": kinds.get("url", 0), "near": kinds.get("near", 0)}
-
-
-# What finish decided, saved before the apply tasks run (dedup/_decisions.arrow): a finish
-# interrupted while applying resumes there, after pass 1's files are gone.
-DECISIONS_PATH = "dedup/_decisions.arrow"
-DECISIONS_FILE = DEDUP_DECISIONS.append(pa.field("part", pa.int64()))
-STATS_KEY = b"pagecat.dedup_stats"
-
-
-def save_decisions(run: RunDir, decisions: pa.Table, stats: dict[str, Any]) -> None:
-    """``decisions`` (schema DECISIONS_FILE) and the finish's ``stats``, written atomically."""
-    decisions = decisions.replace_schema_metadata({STATS_KEY: json.dumps(stats).encode()})
-    with run.atomic_sink(run.path(DECISIONS_PATH)) as sink, pa.ipc.new_file(sink, decisions.schema) as writer:
-        writer.write_table(decisions)
-
-
-def load_decisions(run: RunDir) -> tuple[pa.Table, dict[str, Any]] | None:
-    """What ``save_decisions`` wrote, or None when there is no decisions file."""
-    if not run.exists(DECISIONS_PATH):
-        return None
-    with run.fs.open(run.path(DECISIONS_PATH), "rb") as fh:
-        table = pa.ipc.open_file(fh).read_all()
-    return table.replace_schema_metadata(None), json.loads(table.schema.metadata[STATS_KEY])
-
-
-def by_part(decisions: pa.Table) -> dict[int, pa.Table]:
-    """Decisions (schema DECISIONS_FILE) per part index, without the part column (schema
-    DEDUP_DECISIONS), each part's in the order given."""
-    part = decisions.column("part").to_numpy()
-    order = np.argsort(part, kind="stable")
-    bounds = np.flatnonzero(np.r_[True, np.diff(part[order]) != 0, True]) if len(part) else np.zeros(1, np.int64)
-    table = decisions.drop_columns(["part"])
-    return {int(part[order[lo]]): table.take(order[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])}
 
 
 def _unique_members(tables: list[pa.Table]) -> pa.Table | None:
