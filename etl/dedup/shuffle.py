@@ -7,11 +7,12 @@ and one for the canonical-URL key (band ``URL_BAND``). Each row has a ``slot`` (
 bits of its key), and a file's rows are sorted by slot and written in small row groups, so a
 reader asking for a slot range touches only the row groups that overlap it.
 
-Pass 2 (one task per slot range, ``reduce_slots``) reads its range from every part (pyarrow
-filters on ``slot``), sorts by (band, key) and turns each bucket of two or more pages into
-edges. Rows with equal keys always share a slot, so every bucket is whole in exactly one range;
-the number of ranges is picked from the total row count, so a task's memory stays bounded
-however large the corpus grows. No task ever holds an index of all pages.
+Pass 2 (one task per slot range, ``candidates.verified_edges``) reads its range from every
+part (``read_slot_range``: pyarrow filters on ``slot``), sorts by (band, key) and turns each
+bucket of two or more pages into edges (``bucket_edges``). Rows with equal keys always share a
+slot, so every bucket is whole in exactly one range; the number of ranges is picked from the
+total row count, so a task's memory stays bounded however large the corpus grows. No task ever
+holds an index of all pages.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pagecat.runs import RunDir
-
-from .heap import roomy_heap
 
 EXACT_BAND = -1
 URL_BAND = -2
@@ -173,10 +172,3 @@ def bucket_edges(table: pa.Table, collapse_exact: bool, max_bucket_pairs: int) -
     if not out:
         return np.zeros((0, 3), np.int64)
     return unique_rows(np.concatenate(out).astype(np.int64))
-
-
-@roomy_heap
-def reduce_slots(lo: int, hi: int, *, run: RunDir, paths: list[str], collapse_exact: bool,
-                 max_bucket_pairs: int) -> np.ndarray:
-    """One reducer task: the edges of the buckets whose slot is in [lo, hi)."""
-    return bucket_edges(read_slot_range(run, paths, lo, hi), collapse_exact, max_bucket_pairs)
