@@ -305,11 +305,20 @@ def _import_stage() -> None:
     pyarrow.array([0])
 
 
+def _can_pin() -> bool:
+    """Whether this process may be confined to fewer CPUs (Linux) and has 2 or more."""
+    return hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2
+
+
 @contextlib.contextmanager
-def _on_cpus(cpus) -> Iterator[None]:
-    """This process (and what it starts meanwhile) on the CPUs ``cpus`` only, for the block."""
+def _on_cpus(count: int | None) -> Iterator[None]:
+    """This process (and what it starts meanwhile) on the first ``count`` of its CPUs for the
+    block; None: as it is."""
+    if count is None:
+        yield
+        return
     before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, set(cpus))
+    os.sched_setaffinity(0, sorted(before)[:count])
     try:
         yield
     finally:
@@ -339,8 +348,7 @@ def run_stage(texts: list[str], workers: int, parts: int, warm: bool = True,
     from pagecat.runs import RunDir
     from pagecat.stage import execute
 
-    allowed = os.sched_getaffinity(0)
-    with tempfile.TemporaryDirectory() as tmp, _on_cpus(sorted(allowed)[:cpus] if cpus else allowed):
+    with tempfile.TemporaryDirectory() as tmp, _on_cpus(cpus):
         run = RunDir(tmp)
         write_pages(run, texts, parts)
         cfg = config_from_dict({
@@ -390,7 +398,7 @@ def stage_scaling(texts: list[str], parts: int, name: str, quick: bool, detail: 
                 results.append(Result("pagecat-stage", name, f"pass1_seconds_{workers}w",
                                       m.seconds - sum(phases.values()), "s"))
                 results += [Result("pagecat-stage", name, f"{k}_seconds_{workers}w", v, "s") for k, v in phases.items()]
-            if not quick and len(os.sched_getaffinity(0)) >= 2:
+            if not quick and _can_pin():
                 # the same 2 workers against 1 worker on 1 CPU: the scheduler and the client then
                 # share the CPUs in both runs, where above the 1-worker run has a CPU to spare for them
                 pinned = [(run_stage(texts, 1, parts, True, cpus=1), run_stage(texts, 2, parts, True, cpus=2))

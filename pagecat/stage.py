@@ -102,7 +102,8 @@ def _fingerprint(stage: Stage, cfg: Config, run: RunDir) -> tuple[str, list[str]
     return hashlib.sha256("\n".join(marks).encode()).hexdigest()[:16], inputs
 
 
-def _sum_counts(parts: dict[str, dict]) -> dict[str, int]:
+def sum_counts(parts: dict[str, dict]) -> dict[str, int]:
+    """The numeric counts of every part's dict, summed (``seconds`` and flags left out)."""
     total: dict[str, int] = {}
     for counts in parts.values():
         for k, v in counts.items():
@@ -185,7 +186,7 @@ def execute(stage: Stage, cfg: Config, run: RunDir, client: Client, *, force: bo
         more = f" (and {len(failed) - 1} more parts)" if len(failed) > 1 else ""
         raise StageError(stage.name, f"part {first_id}: {type(err).__name__}: {err}{more}; "
                          f"{len(m.parts)} of {len(parts)} parts done, run again to resume")
-    m.counts = _sum_counts(m.parts)
+    m.counts = sum_counts(m.parts)
     try:
         m.extra = stage.finish(cfg, run, client, m) or {}
     except (UsageError, StageError):

@@ -18,6 +18,8 @@ import pyarrow as pa
 from pagecat.runs import RunDir
 from pagecat.schemas import DEDUP_DECISIONS
 
+from .shuffle import run_bounds
+
 DECISIONS_PATH = "dedup/_decisions.arrow"
 DECISIONS_FILE = DEDUP_DECISIONS.append(pa.field("part", pa.int64()))
 STATS_KEY = b"pagecat.dedup_stats"
@@ -44,6 +46,6 @@ def by_part(decisions: pa.Table) -> dict[int, pa.Table]:
     DEDUP_DECISIONS), each part's in the order given."""
     part = decisions.column("part").to_numpy()
     order = np.argsort(part, kind="stable")
-    bounds = np.flatnonzero(np.r_[True, np.diff(part[order]) != 0, True]) if len(part) else np.zeros(1, np.int64)
+    bounds = run_bounds(part[order])
     table = decisions.drop_columns(["part"])
     return {int(part[order[lo]]): table.take(order[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])}

@@ -100,6 +100,14 @@ def read_slot_range(run: RunDir, paths: list[str], lo: int, hi: int) -> pa.Table
     return pa.concat_tables(tables) if tables else BAND_ROWS.empty_table()
 
 
+def run_bounds(keys: np.ndarray) -> np.ndarray:
+    """Where the runs of equal values of a sorted (n,) array start, and n: (runs + 1,) int64,
+    so run i is ``keys[bounds[i]:bounds[i + 1]]`` (an empty array has no run: ``[0]``)."""
+    if len(keys) == 0:
+        return np.zeros(1, np.int64)
+    return np.flatnonzero(np.r_[True, keys[1:] != keys[:-1], True])
+
+
 def unique_rows(rows: np.ndarray) -> np.ndarray:
     """The distinct rows of an (m, k) int64 array, sorted (as ``np.unique(rows, axis=0)``, which
     sorts the rows as opaque byte strings and is many times slower)."""

@@ -17,6 +17,8 @@ import pyarrow as pa
 
 from pagecat.runs import RunDir
 
+from .shuffle import run_bounds
+
 SIG_DIR = "dedup/_sig"
 ROW_BITS = 32  # uid = part index << 32 | row
 ROW_MASK = (1 << ROW_BITS) - 1
@@ -68,10 +70,9 @@ def read_sig_rows(run: RunDir, path: str, rows: np.ndarray) -> pa.Table:
             raise ValueError(f"{path} does not record its batch size (written by an older pagecat); "
                              "run `pagecat dedup --force`")
         batch_of = rows // per_batch
-        bounds = np.flatnonzero(np.r_[True, batch_of[1:] != batch_of[:-1], True])
-        return pa.Table.from_batches(
-            [reader.get_batch(int(batch_of[lo])).take(pa.array(rows[lo:hi] % per_batch))
-             for lo, hi in zip(bounds[:-1], bounds[1:])] if len(rows) else [], reader.schema)
+        bounds = run_bounds(batch_of)
+        return pa.Table.from_batches([reader.get_batch(int(batch_of[lo])).take(pa.array(rows[lo:hi] % per_batch))
+                                      for lo, hi in zip(bounds[:-1], bounds[1:])], reader.schema)
 
 
 def read_part_rows(paths: Sequence[str], uids: np.ndarray, run: RunDir) -> pa.Table:
@@ -82,7 +83,7 @@ def read_part_rows(paths: Sequence[str], uids: np.ndarray, run: RunDir) -> pa.Ta
     if len(uids) == 0:
         raise ValueError("read_part_rows needs at least one uid")
     part_of = uids >> ROW_BITS
-    bounds = np.flatnonzero(np.r_[True, part_of[1:] != part_of[:-1], True])
+    bounds = run_bounds(part_of)
     tables = []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         t = read_sig_rows(run, paths[int(part_of[lo])], uids[lo:hi] & ROW_MASK)

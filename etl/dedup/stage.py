@@ -56,19 +56,35 @@ from pagecat.config import Config
 from pagecat.errors import StageError, UsageError
 from pagecat.runs import Manifest, RunDir
 from pagecat.schemas import DEDUP_DECISIONS, DUPLICATES, PAGES
-from pagecat.stage import Part, Stage
+from pagecat.stage import Part, Stage, sum_counts
 
 from .candidates import ACCEPTED, CHECKED, verified_edges
 from .clusters import KEEP_CRITERIA, KeepRule, components
 from .decisions import DECISIONS_FILE, DECISIONS_PATH, by_part, load_decisions, save_decisions
 from .heap import roomy_heap
 from .minhash import MinHasher, band_keys, estimated_jaccard, hash_strings, is_empty, lsh_params
-from .shuffle import EXACT, EXACT_BAND, NEAR, URL, URL_BAND, band_rows, slot_ranges, unique_rows, write_band_rows
+from .shuffle import (
+    EXACT,
+    EXACT_BAND,
+    NEAR,
+    URL,
+    URL_BAND,
+    band_rows,
+    run_bounds,
+    slot_ranges,
+    unique_rows,
+    write_band_rows,
+)
 from .sigfiles import ROW_BITS, ROW_MASK, SIG_DIR, shingles_path, sig_path, signatures, write_sig_table
 
 BANDS_DIR = "dedup/_bands"
 PAGES_DIR = "dedup/pages"
 DUPLICATES_DIR = "duplicates"
+
+
+def band_path(run: RunDir, part_id: str) -> str:
+    """Where pass 1 writes a part's band rows."""
+    return run.path(BANDS_DIR, f"{part_id}.parquet")
 
 
 def url_keys(urls: pa.Array) -> np.ndarray:
@@ -173,8 +189,7 @@ def _unique_members(tables: list[pa.Table]) -> pa.Table | None:
     t = pa.concat_tables(tables)
     uid = t.column("uid").to_numpy()
     order = np.argsort(uid, kind="stable")
-    first = np.r_[True, uid[order][1:] != uid[order][:-1]]
-    return t.take(pa.array(order[first]))  # one copy of the rows kept
+    return t.take(pa.array(order[run_bounds(uid[order])[:-1]]))  # one copy of the rows kept
 
 
 class DedupStage(Stage):
@@ -223,7 +238,7 @@ class DedupStage(Stage):
         write_sig_table(run, sig_path(run, part.id), sig, batch)
         if shingles is not None:
             write_sig_table(run, shingles_path(run, part.id), shingles, batch)
-        write_band_rows(run, run.path(BANDS_DIR, f"{part.id}.parquet"), bands)
+        write_band_rows(run, band_path(run, part.id), bands)
         n = pages.num_rows
         return {"in": n, "out": n, "rejected": 0, "dropped": 0, "band_rows": bands.num_rows}
 
@@ -245,22 +260,19 @@ class DedupStage(Stage):
             [tables.get(p.args["index"], DEDUP_DECISIONS.empty_table()) for p in parts],
             [self._intermediates(run, p) for p in parts], run=run, pure=False))
         t_apply = time.perf_counter()
-        counts: dict[str, int] = {}
-        for c in final:
-            for k, v in c.items():
-                counts[k] = counts.get(k, 0) + v
-        manifest.counts = counts  # the final outcome; manifest.parts keeps pass 1's counts
+        final_parts = {p.id: c for p, c in zip(parts, final)}
+        manifest.counts = sum_counts(final_parts)  # the final outcome; manifest.parts keeps pass 1's counts
         for folder in (BANDS_DIR, SIG_DIR, DECISIONS_PATH):  # the decisions last: until then a rerun resumes
             run.remove(folder)
-        seconds = {**stats.pop("seconds", {}), "apply": round(t_apply - t_decided, 3)}
-        if saved is not None:
-            seconds = {"load": round(t_decided - t0, 3), "apply": seconds["apply"]}
-        return {**stats, "final_parts": {p.id: c for p, c in zip(parts, final)}, "finish_seconds": seconds}
+        found_seconds = stats.pop("seconds")  # the earlier finish's, when resumed
+        seconds = {**(found_seconds if saved is None else {"load": round(t_decided - t0, 3)}),
+                   "apply": round(t_apply - t_decided, 3)}
+        return {**stats, "final_parts": final_parts, "finish_seconds": seconds}
 
     @staticmethod
     def _intermediates(run: RunDir, part: Part) -> list[str]:
         """Pass 1's files of ``part``."""
-        return [run.path(BANDS_DIR, f"{part.id}.parquet"), sig_path(run, part.id), shingles_path(run, part.id)]
+        return [band_path(run, part.id), sig_path(run, part.id), shingles_path(run, part.id)]
 
     def _find(self, cfg: Config, run: RunDir, client, manifest: Manifest,
               parts: list[Part]) -> tuple[pa.Table, dict[str, Any]]:
@@ -275,10 +287,10 @@ class DedupStage(Stage):
         workers = client.scheduler_info(n_workers=-1).get("workers", {})
         slots = sum(w.get("nthreads", 1) for w in workers.values()) or 1
         ranges = slot_ranges(total_rows, s.rows_per_reducer, min_tasks=slots)
-        paths = list(zip(*(self._intermediates(run, p) for p in parts))) or [[], [], []]
         results = client.gather(client.map(
             verified_edges, [lo for lo, _ in ranges], [hi for _, hi in ranges], run=run, settings=s,
-            band_paths=list(paths[0]), sig_paths=list(paths[1]), shingle_paths=list(paths[2]), pure=False))
+            band_paths=[band_path(run, p.id) for p in parts], sig_paths=[sig_path(run, p.id) for p in parts],
+            shingle_paths=[shingles_path(run, p.id) for p in parts], pure=False))
         t_reduce = time.perf_counter()
         found = [e for e, _ in results if len(e)]
         edges = unique_rows(np.concatenate(found)) if found else np.zeros((0, 4), np.int64)
