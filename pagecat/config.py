@@ -106,6 +106,9 @@ class DedupSettings:
     keep: list[str] = field(default_factory=lambda: ["labelled", "longest", "earliest"])
     max_bucket_pairs: int = 50  # an LSH bucket with more pages is linked as a star, not every pair
     rows_per_reducer: int = 2_000_000  # band rows one group-by task holds: bounds its memory
+    # Pages parts (Parquet bytes) one task signs and applies at most: consecutive smaller parts
+    # share a task, so a crawl's 500-page parts do not each pay a task's fixed costs.
+    task_bytes: int = 10_000_000
     batch_rows: int = 2000  # pages signed per batch: bounds memory per worker
 
 

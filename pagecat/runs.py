@@ -81,11 +81,16 @@ class RunDir:
 
     def list_files(self, *parts: str, suffix: str = "") -> list[str]:
         """Complete files under a folder (temporary parts excluded), sorted."""
+        return [f for f, _ in self.file_sizes(*parts, suffix=suffix)]
+
+    def file_sizes(self, *parts: str, suffix: str = "") -> list[tuple[str, int]]:
+        """``list_files`` with each file's size in bytes, from the same one listing."""
         p = self.path(*parts)
         if not self.fs.exists(p):
             return []
-        found = self.fs.find(p)
-        return sorted(f for f in found if f.endswith(suffix) and ".tmp-" not in f.rsplit("/", 1)[-1])
+        found = self.fs.find(p, detail=True)
+        return sorted((f, int(info.get("size") or 0)) for f, info in found.items()
+                      if f.endswith(suffix) and ".tmp-" not in f.rsplit("/", 1)[-1])
 
     # -- atomic writes -------------------------------------------------------------------
     def write_bytes_atomic(self, path: str, data: bytes) -> None:

@@ -204,7 +204,7 @@ class FailingDedup(DedupStage):
 def test_interrupted_dedup_resumes_without_duplicates(tmp_path, client, planted):
     run = RunDir(str(tmp_path / "run"))
     write_pages(run, planted)
-    cfg = config_from_dict({})
+    cfg = config_from_dict({"dedup": {"task_bytes": 1}})  # a task per part: one fails, one is done
     with pytest.raises(StageError, match="worker lost"):
         execute(FailingDedup(), cfg, run, client, progress=False)
     assert list(Manifest.load(run, "dedup").parts) == ["bucket=0__part-0"]
@@ -247,6 +247,41 @@ def test_dedup_interrupted_while_applying_resumes_from_its_saved_decisions(tmp_p
             clean.read_dataset(*folder.split("/")).sort_by("page_id"))
     assert not run.exists("dedup", "_sig") and not run.exists("dedup", "_bands")
     assert not run.exists("dedup", "_decisions.arrow")
+
+
+def test_pack_parts_fills_each_task_up_to_its_bytes():
+    assert dedup_stage.pack_parts([3, 3, 3, 10, 1, 1], 6) == [(0, 2), (2, 3), (3, 4), (4, 6)]
+    assert dedup_stage.pack_parts([5, 5, 5], 1) == [(0, 1), (1, 2), (2, 3)]  # a part is never split
+    assert dedup_stage.pack_parts([5, 5, 5], 100) == [(0, 3)]
+    assert dedup_stage.pack_parts([], 100) == []
+
+
+def test_parts_packed_into_tasks_give_the_same_outputs_as_a_task_per_part(tmp_path, client, planted):
+    """Small pages parts share tasks (dedup.task_bytes): five parts (one empty) in two tasks
+    give the same duplicates, kept pages and counts per part as five tasks, and each part's
+    outputs keep its name."""
+    parts = {**planted, "bucket=1/part-1.parquet": planted["bucket=0/part-0.parquet"][:5],
+             "bucket=1/part-2.parquet": [], "bucket=2/part-0.parquet": planted["bucket=1/part-0.parquet"][3:9]}
+    runs, ms = {}, {}
+    for name, task_bytes in (("apart", 1), ("packed", None)):
+        run = RunDir(str(tmp_path / name))
+        write_pages(run, parts)
+        sizes = [size for _, size in run.file_sizes("pages", suffix=".parquet")]
+        task_bytes = task_bytes or sum(sizes[:3])  # the first three parts in one task, the last two in another
+        cfg = config_from_dict({"dedup": {"task_bytes": task_bytes, "rows_per_reducer": 200}})
+        runs[name], ms[name] = run, execute(DedupStage(), cfg, run, client, progress=False)
+    apart, packed = ms["apart"], ms["packed"]
+    assert len(apart.parts) == 5 and sorted(packed.parts) == ["bucket=0__part-0__3parts", "bucket=1__part-2__2parts"]
+    assert packed.extra["final_parts"] == apart.extra["final_parts"] and len(packed.extra["final_parts"]) == 5
+    assert packed.counts == apart.counts and packed.counts["dropped"] > 6  # the copies across parts too
+    for key in ("clusters", "candidate_pairs", "verified_pairs", "exact_edges", "url_edges"):
+        assert packed.extra[key] == apart.extra[key]
+    for folder in ("duplicates", "dedup/pages"):
+        want = runs["apart"].read_dataset(*folder.split("/")).sort_by("page_id")
+        assert runs["packed"].read_dataset(*folder.split("/")).sort_by("page_id").equals(want)
+        names = sorted(f.rsplit("/", 1)[-1] for f in runs["packed"].list_files(*folder.split("/")))
+        assert names == sorted(f.rsplit("/", 1)[-1] for f in runs["apart"].list_files(*folder.split("/")))
+    assert not runs["packed"].exists("dedup", "_sig")
 
 
 def test_an_empty_pages_part_passes_through(tmp_path, client, planted):
@@ -321,6 +356,8 @@ def test_bad_dedup_config_is_a_usage_error(tmp_path):
         DedupStage().check(config_from_dict({"dedup": {"keep": ["newest"]}}), RunDir(str(tmp_path)))
     with pytest.raises(UsageError, match="dedup.threshold"):
         DedupStage().check(config_from_dict({"dedup": {"threshold": 1.5}}), RunDir(str(tmp_path)))
+    with pytest.raises(UsageError, match="dedup.task_bytes: must be at least 1, got 0"):
+        DedupStage().check(config_from_dict({"dedup": {"task_bytes": 0}}), RunDir(str(tmp_path)))
 
 
 # -- the pieces ---------------------------------------------------------------------------------
