@@ -42,8 +42,11 @@ on the doubled corpus, where the stage's fixed latencies (the rounds of tasks be
 passes) weigh half as much; and the peak memory of the busiest worker at both sizes (it should
 stay flat: the work is per part).
 The stage's corpus is WebKB plus word-order permutations of it (as many documents again each,
-none a duplicate), x8 (x1 with --quick), in parts of about 4,400 pages (11 MB of text) each;
-the doubled corpus has twice as many parts of the same size.
+none a duplicate), x8 (x1 with --quick), in parts of about 4,400 pages (11 MB of text, 4 MB of
+Parquet) each, which the stage packs two to a task (``dedup.task_bytes``, 10 MB; with --quick,
+whose corpus is a sample of WebKB, one task per part: packed, it would be one task); the doubled
+corpus has twice as many parts of the same size. Last (not with --quick), the x8 corpus in parts
+of 500 pages, the size of a crawl's segments: one task per part against the default packing.
 
     python benchmarks/dedup.py [--quick] [--json out.json]
 """
@@ -325,8 +328,8 @@ def _on_cpus(count: int | None) -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
-def run_stage(texts: list[str], workers: int, parts: int, warm: bool = True,
-              cpus: int | None = None) -> tuple[float, float, Manifest, dict[str, float]]:
+def run_stage(texts: list[str], workers: int, parts: int, warm: bool = True, cpus: int | None = None,
+              task_bytes: int | None = None) -> tuple[float, float, Manifest, dict[str, float]]:
     """(seconds, peak MB of the busiest worker, manifest, CPU use) of the dedup stage on a fresh
     LocalCluster, started by ``pagecat.cluster.connect``. CPU use: the workers' user and system
     seconds and minor page faults (summed), this process's CPU seconds (the scheduler, the
@@ -341,7 +344,8 @@ def run_stage(texts: list[str], workers: int, parts: int, warm: bool = True,
     lazy import of pandas included).
 
     ``cpus``: this process, and the cluster it starts (the scheduler, the client and the workers
-    inherit its CPU affinity), run on only that many of the machine's CPUs."""
+    inherit its CPU affinity), run on only that many of the machine's CPUs. ``task_bytes``:
+    ``dedup.task_bytes``, when not the default."""
     from pagecat.cluster import connect
     from pagecat.config import config_from_dict
     from pagecat.etl.dedup.stage import DedupStage
@@ -352,7 +356,8 @@ def run_stage(texts: list[str], workers: int, parts: int, warm: bool = True,
         run = RunDir(tmp)
         write_pages(run, texts, parts)
         cfg = config_from_dict({
-            "dedup": {"threshold": THRESHOLD, "num_perm": NUM_PERM, "shingle_words": SHINGLE},
+            "dedup": {"threshold": THRESHOLD, "num_perm": NUM_PERM, "shingle_words": SHINGLE,
+                      **({"task_bytes": task_bytes} if task_bytes else {})},
             "cluster": {"n_workers": workers, "threads_per_worker": 1, "memory_limit": "4GiB",
                         "dashboard_address": ":0"}})
         # the cluster pagecat starts (its settings and workers' environment), as ``pagecat run`` does
@@ -371,6 +376,21 @@ def run_stage(texts: list[str], workers: int, parts: int, warm: bool = True,
     return t.seconds, peak, m, usage
 
 
+def small_parts(texts: list[str], name: str) -> list[Result]:
+    """The stage on parts of 500 pages, as a crawl's segments reach it, on 1 and 2 workers (warm,
+    best of 2): one task per part (``dedup.task_bytes`` 1) against the default packing."""
+    parts = -(-len(texts) // 500)
+    results = []
+    for label, task_bytes in (("_task_per_part", 1), ("", None)):
+        runs = [(run_stage(texts, 1, parts, task_bytes=task_bytes), run_stage(texts, 2, parts, task_bytes=task_bytes))
+                for _ in range(2)]
+        t1, t2 = (min(r[w][0] for r in runs) for w in (0, 1))
+        results += [Result("pagecat-stage", name, f"seconds_1_worker{label}", t1, "s"),
+                    Result("pagecat-stage", name, f"seconds_2_workers{label}", t2, "s"),
+                    Result("pagecat-stage", name, f"speedup_2_workers{label}", t1 / t2, "x")]
+    return results
+
+
 def stage_scaling(texts: list[str], parts: int, name: str, quick: bool, detail: bool) -> list[Result]:
     """The stage on 1 and 2 workers: seconds, speedup and the workers' CPU; with ``detail``, also
     cold runs, where the time goes and the corpus counts; always the peak memory per worker."""
@@ -378,7 +398,9 @@ def stage_scaling(texts: list[str], parts: int, name: str, quick: bool, detail: 
     for warm in (True,) if quick or not detail else (True, False):
         # best of 3 for the warm runs, alternating 1 and 2 workers: a shared machine's other work
         # lengthens some runs, never shortens one
-        runs = [(run_stage(texts, 1, parts, warm), run_stage(texts, 2, parts, warm))
+        task_bytes = 1 if quick else None  # quick's parts are small enough to pack into one task
+        runs = [(run_stage(texts, 1, parts, warm, task_bytes=task_bytes),
+                 run_stage(texts, 2, parts, warm, task_bytes=task_bytes))
                 for _ in range(3 if warm and not quick else 1)]
         t1, _, m1, u1 = min((r[0] for r in runs), key=lambda r: r[0])
         t2, peak, m2, u2 = min((r[1] for r in runs), key=lambda r: r[0])
@@ -452,9 +474,11 @@ def main() -> None:
                 for stride in range(1, size + 1) for backwards in (False, True)]
     corpus = [t for v in variants[:size] for t in v]
     doubled = [t for v in variants[:2 * size] for t in v]
-    parts = 2 * size  # ~4,400 pages a part: several MB, as parse writes them
+    parts = 2 * size  # ~4,400 pages (4 MB of Parquet) a part; the stage packs two to a task
     for texts, n_parts in ((corpus, parts), (doubled, 2 * parts)):
         results += stage_scaling(texts, n_parts, f"webkb x{n_parts // 2}", args.quick, detail=texts is corpus)
+    if not args.quick:
+        results += small_parts(corpus, f"webkb x{size}, 500-page parts")
     report("dedup", results, args, ratios=[("pagecat", "datasketch", "docs_per_s"),
                                            ("pagecat", "rensa", "docs_per_s")])
 
