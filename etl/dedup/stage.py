@@ -243,9 +243,10 @@ class DedupStage(Stage):
                 raise UsageError(f"config field dedup.{key}: must be at least 1, got {getattr(s, key)}")
 
     def plan(self, cfg: Config, run: RunDir) -> list[Part]:
-        """One part per task: consecutive pages parts packed up to ``dedup.task_bytes``
-        (``pack_parts``). Its id is its first part's, with the number of parts when more than
-        one; ``args["part_ids"]`` names its pages parts, whose outputs keep their own names."""
+        """A ``Part`` (the runner's unit of work, resumed as a whole) per task: consecutive pages
+        parts packed up to ``dedup.task_bytes`` (``pack_parts``). Its id is its first pages
+        part's, with the number of parts when more than one; ``args["part_ids"]`` names its pages
+        parts, whose outputs keep their own names."""
         files = run.file_sizes("pages", suffix=".parquet")
         tasks = pack_parts([size for _, size in files], cfg.dedup.task_bytes)
         if len(tasks) >= 2**31:
@@ -267,8 +268,8 @@ class DedupStage(Stage):
         pages = pa.concat_tables([run.read_part(path, columns=columns) for path in part.inputs],
                                  promote_options="permissive")
         if pages.num_rows >= 2**ROW_BITS:
-            raise ValueError(f"{pages.num_rows} rows in one task: more than dedup's 32-bit row index; "
-                             "lower dedup.task_bytes")
+            fix = "lower dedup.task_bytes" if len(part.inputs) > 1 else "split the pages part"
+            raise ValueError(f"{pages.num_rows} rows in one task: more than dedup's 32-bit row index; {fix}")
         sig, bands, shingles = sign_part(pages, part.args["index"], cfg, part.args.get("lsh"))
         batch = cfg.dedup.batch_rows
         write_sig_table(run, sig_path(run, part.id), sig, batch)
