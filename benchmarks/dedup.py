@@ -376,18 +376,31 @@ def run_stage(texts: list[str], workers: int, parts: int, warm: bool = True, cpu
     return t.seconds, peak, m, usage
 
 
+def best_runs(texts: list[str], parts: int, reps: int, warm: bool = True, pin: bool = False,
+              task_bytes: int | None = None) -> tuple[tuple, tuple]:
+    """The fastest of ``reps`` ``run_stage`` results on 1 worker and on 2, the two alternating:
+    a shared machine's other work lengthens some runs, never shortens one. ``pin``: each run on
+    as many CPUs as it has workers (``run_stage``'s ``cpus``)."""
+    runs = [tuple(run_stage(texts, w, parts, warm, cpus=w if pin else None, task_bytes=task_bytes) for w in (1, 2))
+            for _ in range(reps)]
+    return tuple(min((r[i] for r in runs), key=lambda one: one[0]) for i in (0, 1))
+
+
+def speedup_results(name: str, t1: float, t2: float, suffix: str) -> list[Result]:
+    """The seconds on 1 and 2 workers and their ratio, each metric name ending in ``suffix``."""
+    return [Result("pagecat-stage", name, f"seconds_1_worker{suffix}", t1, "s"),
+            Result("pagecat-stage", name, f"seconds_2_workers{suffix}", t2, "s"),
+            Result("pagecat-stage", name, f"speedup_2_workers{suffix}", t1 / t2, "x")]
+
+
 def small_parts(texts: list[str], name: str) -> list[Result]:
     """The stage on parts of 500 pages, as a crawl's segments reach it, on 1 and 2 workers (warm,
     best of 2): one task per part (``dedup.task_bytes`` 1) against the default packing."""
     parts = -(-len(texts) // 500)
     results = []
     for label, task_bytes in (("_task_per_part", 1), ("", None)):
-        runs = [(run_stage(texts, 1, parts, task_bytes=task_bytes), run_stage(texts, 2, parts, task_bytes=task_bytes))
-                for _ in range(2)]
-        t1, t2 = (min(r[w][0] for r in runs) for w in (0, 1))
-        results += [Result("pagecat-stage", name, f"seconds_1_worker{label}", t1, "s"),
-                    Result("pagecat-stage", name, f"seconds_2_workers{label}", t2, "s"),
-                    Result("pagecat-stage", name, f"speedup_2_workers{label}", t1 / t2, "x")]
+        (t1, *_), (t2, *_) = best_runs(texts, parts, 2, task_bytes=task_bytes)
+        results += speedup_results(name, t1, t2, label)
     return results
 
 
@@ -396,18 +409,11 @@ def stage_scaling(texts: list[str], parts: int, name: str, quick: bool, detail: 
     cold runs, where the time goes and the corpus counts; always the peak memory per worker."""
     results = []
     for warm in (True,) if quick or not detail else (True, False):
-        # best of 3 for the warm runs, alternating 1 and 2 workers: a shared machine's other work
-        # lengthens some runs, never shortens one
         task_bytes = 1 if quick else None  # quick's parts are small enough to pack into one task
-        runs = [(run_stage(texts, 1, parts, warm, task_bytes=task_bytes),
-                 run_stage(texts, 2, parts, warm, task_bytes=task_bytes))
-                for _ in range(3 if warm and not quick else 1)]
-        t1, _, m1, u1 = min((r[0] for r in runs), key=lambda r: r[0])
-        t2, peak, m2, u2 = min((r[1] for r in runs), key=lambda r: r[0])
+        (t1, _, m1, u1), (t2, peak, m2, u2) = best_runs(texts, parts, 3 if warm and not quick else 1, warm,
+                                                        task_bytes=task_bytes)
         suffix = "" if warm else "_cold"
-        results += [Result("pagecat-stage", name, f"seconds_1_worker{suffix}", t1, "s"),
-                    Result("pagecat-stage", name, f"seconds_2_workers{suffix}", t2, "s"),
-                    Result("pagecat-stage", name, f"speedup_2_workers{suffix}", t1 / t2, "x")]
+        results += speedup_results(name, t1, t2, suffix)
         for workers, u in ((1, u1), (2, u2)):  # what the workers did, and what else ran on the machine
             units = {"worker_page_faults": "faults"}
             results += [Result("pagecat-stage", name, f"{k}_{workers}w{suffix}", v, units.get(k, "s"))
@@ -423,10 +429,7 @@ def stage_scaling(texts: list[str], parts: int, name: str, quick: bool, detail: 
             if not quick and _can_pin():
                 # the same 2 workers against 1 worker on 1 CPU: the scheduler and the client then
                 # share the CPUs in both runs, where above the 1-worker run has a CPU to spare for them
-                pinned = [(run_stage(texts, 1, parts, True, cpus=1), run_stage(texts, 2, parts, True, cpus=2))
-                          for _ in range(3)]
-                t1c = min(r[0][0] for r in pinned)
-                t2c = min(r[1][0] for r in pinned)
+                (t1c, *_), (t2c, *_) = best_runs(texts, parts, 3, pin=True)
                 results += [Result("pagecat-stage", name, "seconds_1_worker_on_1_cpu", t1c, "s"),
                             Result("pagecat-stage", name, "seconds_2_workers_on_2_cpus", t2c, "s"),
                             Result("pagecat-stage", name, "speedup_2_workers_on_2_cpus_vs_1", t1c / t2c, "x")]

@@ -2,7 +2,7 @@
 
 A stage splits its work into parts (one input file or shard each). ``run_part`` runs on a
 Dask worker, writes that part's outputs atomically and returns its counts. The runner records
-the finished parts in ``manifests/<stage>.json`` at least every ``SAVE_EVERY`` seconds while
+the finished parts in ``manifests/<stage>.json`` at most once every ``SAVE_EVERY`` seconds while
 they complete, and whenever it stops (failed parts, an interrupt), so a stage killed in the
 middle resumes at the parts not yet recorded (a part redone overwrites its outputs, never
 duplicates them); a stage whose config and inputs are unchanged is skipped. Not a save per part:

@@ -1,10 +1,12 @@
 """Pass 1's per-part intermediates: signature tables and shingle fingerprints, as Arrow IPC files.
 
-``dedup/_sig/<part>.arrow`` holds a row per page (uid, page_id, length, labelled, text_key,
-url_key, sig); ``dedup/_sig/<part>.shingles.arrow`` a row per page with its shingle
-fingerprints. Both are written in record batches of ``rows_per_batch`` rows (recorded in the
-schema's metadata), so a reader on a remote filesystem fetches only the batches holding the rows
-it asks for; a local file is memory-mapped, and only the rows copied out are read from disk.
+A part here is a pass-1 task: one or more consecutive pages parts (``stage.DedupStage.plan``),
+whose pages are numbered one after the other. ``dedup/_sig/<part>.arrow`` holds a row per page
+(uid, page_id, length, labelled, text_key, url_key, sig); ``dedup/_sig/<part>.shingles.arrow``
+a row per page with its shingle fingerprints. Both are written in record batches of
+``rows_per_batch`` rows (recorded in the schema's metadata), so a reader on a remote filesystem
+fetches only the batches holding the rows it asks for; a local file is memory-mapped, and only
+the rows copied out are read from disk.
 """
 
 from __future__ import annotations

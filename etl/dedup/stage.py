@@ -55,7 +55,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from pagecat.config import Config
 from pagecat.errors import StageError, UsageError
@@ -175,11 +174,12 @@ def apply_part(part_ids: list[str], pages_paths: list[str], decisions: pa.Table,
     for part_id, path in zip(part_ids, pages_paths):
         pages = run.read_part(path).cast(PAGES)
         lo, hi = np.searchsorted(rows, [offset, offset + pages.num_rows])
-        mine, offset = pa.array(rows[lo:hi] - offset), offset + pages.num_rows
+        mine, offset = rows[lo:hi] - offset, offset + pages.num_rows
         part_dec = dec.slice(lo, hi - lo)
-        dropped = pc.is_in(pa.array(np.arange(pages.num_rows, dtype=np.int64)), value_set=mine)
-        kept = pages.filter(pc.invert(dropped))
-        dups = pa.table({"page_id": pc.take(pages["page_id"], mine), "url": pc.take(pages["url"], mine),
+        keep = np.ones(pages.num_rows, bool)
+        keep[mine] = False
+        kept = pages.filter(pa.array(keep))
+        dups = pa.table({"page_id": pages["page_id"].take(mine), "url": pages["url"].take(mine),
                          "kept_id": part_dec["kept_id"], "kind": part_dec["kind"],
                          "similarity": part_dec["similarity"], "cluster_id": part_dec["cluster_id"]}, schema=DUPLICATES)
         run.write_table(run.path(PAGES_DIR, f"{part_id}.parquet"), kept)
